@@ -1,0 +1,107 @@
+"""One settings object for every shell.
+
+Values come from, in order of precedence: explicit overrides (CLI flags,
+tests), ``LLMSPACE_*`` environment variables, then the defaults below, which
+run on a 2-core CPU with no network. Unknown keys are errors, in overrides and
+in the environment alike (``LLMSPACE_TYPO=1`` fails loudly instead of being
+ignored).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as _PydValidationError
+
+from llmspace.errors import ConfigError
+
+ENV_PREFIX = "LLMSPACE_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default_factory=lambda: Path("~/.cache/llmspace").expanduser(),
+                       description="Holds every converted model, index, export and log.")
+    chat_model: str = Field("smollm2-135m-instruct",
+                            description="Registry name, local folder or Hub id of the chat model.")
+    embedding_model: str = Field("all-minilm-l6-v2",
+                                 description="Registry name, local folder or Hub id of the embedding model.")
+    reranker_model: str | None = Field(None, description="Optional cross-encoder for RAG reranking.")
+    backend: Literal["torch", "onnx", "remote"] = "torch"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice).")
+    remote_base_url: str | None = Field(None, description="OpenAI-compatible server for backend=remote.")
+    remote_api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    default_max_tokens: int = Field(256, ge=1)
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask for.")
+    max_request_chars: int = Field(200_000, ge=1, description="Largest total message text a request may carry.")
+    queue_size: int = Field(32, ge=1, description="Gradio queue length.")
+    language: Literal["en", "zh"] = Field("en", description="Default UI language.")
+    default_index: str = Field("roadmap", description="Index the RAG tab and `ask --index` use by default.")
+    index_bundled_corpus: bool = Field(True, description="Build the bundled roadmap index on first start.")
+
+    # ---- derived paths -------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "llmspace.db"
+
+    # ---- loading -------------------------------------------------------
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        fields = cls.model_fields
+        values: dict[str, object] = {}
+        for key, raw in env.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = key[len(ENV_PREFIX):].lower()
+            if name not in fields:
+                raise ConfigError(
+                    f"Unknown setting {key}. Valid settings: "
+                    + ", ".join(ENV_PREFIX + f.upper() for f in fields)
+                    + ". Unset it or fix the spelling.",
+                    param=key,
+                )
+            values[name] = None if raw == "" and fields[name].default is None else raw
+        unknown = [k for k in overrides if k not in fields]
+        if unknown:
+            raise ConfigError(f"Unknown setting(s): {', '.join(unknown)}. Valid: {', '.join(fields)}.",
+                              param=unknown[0])
+        values.update({k: v for k, v in overrides.items()})
+        try:
+            settings = cls(**values)
+        except _PydValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            raise ConfigError(f"Bad value for setting {field!r}: {err['msg']}.", param=field) from None
+        return settings.model_copy(update={"home": Path(settings.home).expanduser().resolve()})
+
+    def ensure_home(self) -> Path:
+        for d in (self.home, self.models_dir, self.indexes_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+    def describe(self) -> dict[str, object]:
+        """Settings as plain data, secrets masked (for `llmspace info`, logs, meta.json)."""
+        data = self.model_dump(mode="json")
+        if data.get("remote_api_key"):
+            data["remote_api_key"] = "***"
+        return data
