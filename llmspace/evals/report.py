@@ -29,6 +29,9 @@ def atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -119,7 +122,7 @@ def _pct(x) -> str:
 
 
 def _sec(x) -> str:
-    return "n/a" if x is None else f"{x:.2f} s"
+    return "n/a" if x is None else f"{x:.2f} s" if x >= 0.1 else f"{1000 * x:.1f} ms"
 
 
 def _usd(x) -> str:
