@@ -134,8 +134,8 @@ def validate_params(params: GenerationParams, max_tokens_limit: int) -> Generati
     if params.max_new_tokens > max_tokens_limit:
         raise ValidationError(f"max_tokens is {params.max_new_tokens}; the limit is {max_tokens_limit}.",
                               param="max_tokens")
-    if params.temperature < 0 or params.temperature > 5:
-        raise ValidationError(f"temperature must be between 0 and 5; got {params.temperature}.", param="temperature")
+    if params.temperature < 0 or params.temperature > 2:
+        raise ValidationError(f"temperature must be between 0 and 2; got {params.temperature}.", param="temperature")
     if not 0 < params.top_p <= 1:
         raise ValidationError(f"top_p must be in (0, 1]; got {params.top_p}.", param="top_p")
     if params.top_k < 0:

@@ -1,0 +1,5 @@
+import sys
+
+from llmspace.cli import main
+
+sys.exit(main())

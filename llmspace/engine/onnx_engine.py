@@ -1,0 +1,276 @@
+"""ONNX Runtime backend: serves a folder written by ``llmspace export onnx``.
+
+The decode loop is the PyTorch backend's, over an onnxruntime session of the
+Optimum ``text-generation-with-past`` graph: inputs ``input_ids``,
+``attention_mask``, ``position_ids`` and ``past_key_values.{i}.key/value``
+(batch, kv_heads, past_len, head_dim); outputs ``logits`` and ``present.*``.
+Writing the loop ourselves (rather than Optimum's ``ORTModelForCausalLM``)
+keeps torch out of this backend and gives streaming, stop strings and exact
+usage counts the same way as every other backend. It is also the reference the
+browser test compares Transformers.js against, token for token.
+
+Which file: ``LLMSPACE_CHAT_MODEL`` names an export (a folder under
+``LLMSPACE_HOME/exports``, a registry name exported there, or any export
+folder), optionally with ``:fp32``, ``:q8`` or ``:q4``; or a ``.onnx`` file
+inside an export. Without a dtype, q8 is served when present (fastest on CPU),
+then fp32, then q4.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from llmspace.config import Settings
+from llmspace.engine.base import Delta, GenerationParams, Message, Usage
+from llmspace.engine.common import StopMatcher, check_context
+from llmspace.errors import ModelLoadError, ModelNotFoundError
+from llmspace.export.layout import DTYPE_FILES
+
+PREFERENCE = ("q8", "fp32", "q4")
+
+
+def resolve_export(ref: str, exports_dir: Path, dtype: str | None = None) -> tuple[Path, str]:
+    """(export folder, dtype) for a model reference; errors say how to make the export."""
+    base, _, suffix = ref.rpartition(":")
+    if base and suffix in DTYPE_FILES:
+        ref, dtype = base, dtype or suffix
+    path = Path(ref).expanduser()
+    if path.suffix == ".onnx" and path.is_file():
+        by_file = {v: k for k, v in DTYPE_FILES.items()}
+        if path.name not in by_file:
+            raise ModelNotFoundError(f"{path.name} is not an export file ({', '.join(DTYPE_FILES.values())}).")
+        return path.resolve().parent.parent, dtype or by_file[path.name]
+    candidates = [path, Path(exports_dir) / ref]
+    from llmspace import models
+
+    spec = models.lookup(ref)
+    if spec is not None:
+        candidates.append(Path(exports_dir) / spec.name)
+    folder = next((c for c in candidates if (c / "onnx").is_dir()), None)
+    if folder is None:
+        name = spec.name if spec else Path(ref).name
+        raise ModelNotFoundError(
+            f"No ONNX export found for {ref!r} (looked in {', '.join(str(c) for c in candidates)}). "
+            f"Export it first: `llmspace export onnx --model {ref} --out {Path(exports_dir) / name}`, "
+            "or set LLMSPACE_CHAT_MODEL to an export folder.")
+    present = [d for d in DTYPE_FILES if (folder / "onnx" / DTYPE_FILES[d]).exists()]
+    if dtype is None:
+        dtype = next((d for d in PREFERENCE if d in present), None)
+    if dtype not in present:
+        raise ModelNotFoundError(f"{folder} has no {dtype} file (has: {', '.join(present) or 'none'}). "
+                                 f"Re-export with `llmspace export onnx --dtype {dtype or 'fp32'}`.")
+    return folder.resolve(), dtype
+
+
+class OrtCausalLM:
+    """One onnxruntime session of an exported decoder, with its KV cache plumbing."""
+
+    def __init__(self, onnx_file: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidGraph, ...)
+            raise ModelLoadError(f"onnxruntime could not load {onnx_file}: {exc}") from exc
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        self.past_shape = {n: inputs[n].shape for n in self.past_names}  # [batch, heads, past, head_dim]
+        self.float_type = "float16" if any("float16" in inputs[n].type for n in self.past_names) else "float32"
+        self.uses_position_ids = "position_ids" in inputs
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def empty_past(self) -> dict:
+        import numpy as np
+
+        return {n: np.zeros((1, s[1], 0, s[3]), dtype=self.float_type) for n, s in self.past_shape.items()}
+
+    def forward(self, ids: list[int], past: dict, past_len: int):
+        """Logits ``(len(ids), vocab)`` for ``ids`` following ``past_len`` cached tokens, and the new cache."""
+        import numpy as np
+
+        total = past_len + len(ids)
+        feed = {"input_ids": np.array([ids], dtype=np.int64),
+                "attention_mask": np.ones((1, total), dtype=np.int64), **past}
+        if self.uses_position_ids:
+            feed["position_ids"] = np.arange(past_len, total, dtype=np.int64)[None, :]
+        outs = dict(zip(self.output_names, self.session.run(None, feed)))
+        new_past = {n: outs[n.replace("past_key_values", "present")] for n in self.past_names}
+        return outs["logits"][0].astype(np.float32), new_past
+
+    def token_ids(self, prompt: list[int], max_new_tokens: int,
+                  choose: Callable | None = None) -> Iterator[int]:
+        """Next tokens one by one (greedy unless ``choose`` picks from the logits); the caller stops it."""
+        import numpy as np
+
+        choose = choose or (lambda logits: int(np.argmax(logits)))
+        past, done, ids = self.empty_past(), 0, list(prompt)
+        for _ in range(max_new_tokens):
+            logits, past = self.forward(ids, past, done)
+            done += len(ids)
+            nxt = choose(logits[-1])
+            yield nxt
+            ids = [nxt]
+
+
+def sample_next_np(logits, params: GenerationParams, rng) -> int:
+    """numpy twin of ``engine.sampling.sample_next`` (this backend does not import torch)."""
+    import numpy as np
+
+    if params.greedy:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / params.temperature
+    if params.top_k and params.top_k < z.size:
+        kth = np.partition(z, -params.top_k)[-params.top_k]
+        z = np.where(z < kth, -np.inf, z)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if params.top_p < 1.0:
+        order = np.argsort(-p)
+        sorted_p = p[order]
+        drop = np.cumsum(sorted_p) - sorted_p >= params.top_p
+        sorted_p[drop] = 0.0
+        p = np.zeros_like(p)
+        p[order] = sorted_p
+        p /= p.sum()
+    return int(rng.choice(p.size, p=p))
+
+
+class OnnxEngine:
+    backend = "onnx"
+
+    def __init__(self, settings: Settings, model: str | None = None, dtype: str | None = None):
+        self.settings = settings
+        self.model_id = model or settings.chat_model
+        self._requested_dtype = dtype
+        self.folder: Path | None = None
+        self.dtype: str | None = None
+        self.context_window = 2048
+        self.load_seconds: float | None = None
+        self._model: OrtCausalLM | None = None
+        self._tok = None
+        self._gen_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    def load(self) -> "OnnxEngine":
+        if self._model is not None:
+            return self
+        with self._load_lock:
+            if self._model is not None:
+                return self
+            t0 = time.perf_counter()
+            folder, dtype = resolve_export(self.model_id, self.settings.exports_dir, self._requested_dtype)
+            from transformers import AutoTokenizer
+
+            try:
+                tok = AutoTokenizer.from_pretrained(str(folder))
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"Could not load the tokenizer of the export {folder}: {exc}") from exc
+            if tok.chat_template is None:
+                raise ModelLoadError(f"The export {folder} has no chat template in tokenizer_config.json; "
+                                     "re-export it with `llmspace export onnx`.")
+            config = json.loads((folder / "config.json").read_text())
+            gen = _read_json(folder / "generation_config.json")
+            self.context_window = int(config.get("max_position_embeddings") or 2048)
+            self._eos_ids = _eos_ids(tok, gen, config)
+            self._tok, self.folder, self.dtype = tok, folder, dtype
+            self._model = OrtCausalLM(folder / "onnx" / DTYPE_FILES[dtype], threads=self.settings.threads)
+            self.load_seconds = time.perf_counter() - t0
+        return self
+
+    @property
+    def tokenizer(self):
+        self.load()
+        return self._tok
+
+    def encode_prompt(self, messages: list[Message]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template([m.to_dict() for m in messages], add_generation_prompt=True,
+                                                 tokenize=True)
+        if isinstance(ids, dict):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode_prompt(messages))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def greedy_ids(self, messages: list[Message], max_new_tokens: int) -> list[int]:
+        """Greedy token ids (up to and excluding eos): what a browser run must reproduce."""
+        self.load()
+        out = []
+        for tid in self._model.token_ids(self.encode_prompt(messages), max_new_tokens):
+            if tid in self._eos_ids:
+                break
+            out.append(tid)
+        return out
+
+    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
+        self.load()
+        prompt = self.encode_prompt(messages)
+        check_context(len(prompt), params.max_new_tokens, self.context_window)
+        with self._gen_lock:
+            yield from self._decode(prompt, params)
+
+    def _decode(self, prompt: list[int], params: GenerationParams) -> Iterator[Delta]:
+        import numpy as np
+
+        rng = np.random.default_rng(params.seed)
+        stops = StopMatcher(params.stop)
+        t0 = time.perf_counter()
+        ttft, finish, emitted, out_ids = None, "length", "", []
+        choose = (lambda logits: sample_next_np(logits, params, rng))
+        for tid in self._model.token_ids(prompt, params.max_new_tokens, choose):
+            if tid in self._eos_ids:
+                finish = "stop"
+                break
+            out_ids.append(tid)
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+            text = self._tok.decode(out_ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                continue
+            new, hit = stops.feed(text[len(emitted):])
+            emitted = text
+            if new:
+                yield Delta(new)
+            if hit:
+                finish = "stop"
+                break
+        tail = stops.flush()
+        if tail:
+            yield Delta(tail)
+        total = time.perf_counter() - t0
+        n = len(out_ids)
+        yield Delta("", finish_reason=finish, usage=Usage(prompt_tokens=len(prompt), completion_tokens=n),
+                    timings={"ttft_s": round(ttft if ttft is not None else total, 4), "total_s": round(total, 4),
+                             # decode speed after the first token, as the PyTorch backend reports it
+                             "tokens_per_s": round((n - 1) / (total - ttft), 2)
+                             if n > 1 and ttft and total > ttft else 0.0})
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _eos_ids(tok, gen: dict, config: dict) -> set[int]:
+    ids: set[int] = set()
+    for v in (tok.eos_token_id, gen.get("eos_token_id"), config.get("eos_token_id")):
+        if isinstance(v, int):
+            ids.add(v)
+        elif isinstance(v, (list, tuple)):
+            ids.update(int(x) for x in v)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tok.unk_token_id:
+        ids.add(im_end)
+    return ids

