@@ -164,6 +164,12 @@ def run_eval(eval_set: EvalSet, system: System, store: RunStore, *, config: Eval
     snap["cost"] = {**config.model_dump(), "mode": config.cost_mode, "description": config.describe_cost()}
     snap["judge"] = getattr(judge, "describe", lambda: None)()
     snap["cases"] = [c.id for c in eval_set.cases]
+    with store.session():
+        return _run(eval_set, system, store, config, snap, progress, judge, git_rev)
+
+
+def _run(eval_set: EvalSet, system: System, store: RunStore, config: EvalConfig, snap: dict,
+         progress: Progress | None, judge, git_rev: str | None) -> RunRecord:
     run_id = store.start(set_name=eval_set.name, set_path=eval_set.path, sha256=eval_set.sha256,
                          git_rev=git_rev if git_rev is not None else git_revision(), n_cases=len(eval_set.cases),
                          config=snap)

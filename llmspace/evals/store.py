@@ -13,10 +13,11 @@ import json
 import re
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmspace.db import Migrations, connect, transaction
+from llmspace.db import Migrations, connect, open_db, transaction
 from llmspace.errors import NotFoundError
 from llmspace.evals.results import CaseResult
 
@@ -88,9 +89,29 @@ def new_run_id() -> str:
 class RunStore:
     def __init__(self, db_path: Path | str):
         self.db_path = Path(db_path)
+        self._conn = None
 
+    @contextmanager
     def _db(self):
-        return connect(self.db_path, migrations)
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with connect(self.db_path, migrations) as db:
+                yield db
+
+    @contextmanager
+    def session(self):
+        """Keep one connection open (a run writes a row per case; closing a WAL
+        database checkpoints it, ~10 ms each time)."""
+        if self._conn is not None:
+            yield self
+            return
+        self._conn = open_db(self.db_path, migrations)
+        try:
+            yield self
+        finally:
+            self._conn.close()
+            self._conn = None
 
     def start(self, *, set_name: str, set_path: str, sha256: str, git_rev: str | None, n_cases: int,
               config: dict) -> str:
