@@ -29,4 +29,4 @@ def build_demo(services):
 
 
 # (tab label key, module in llmspace.ui, build function): tabs other capabilities add.
-EXTRA_TABS: list[tuple[str, str, str]] = []
+EXTRA_TABS: list[tuple[str, str, str]] = [("tab_eval", "eval_tab", "build")]
