@@ -112,3 +112,36 @@ def test_ab_api_and_cli(settings, monkeypatch, capsys):
     assert main(["ab", "report"]) == 0
     assert "A/B is off" in capsys.readouterr().out
     assert main(["ab", "assign", "alice"]) == 1  # off: says so
+
+
+def test_serving_hooks_assign_by_api_key_and_record_the_variant(settings):
+    """What the chat route does per request: choose an arm, answer, record it."""
+    from starlette.requests import Request
+
+    from llmspace.engine.base import Usage
+    from llmspace.evals import ab
+    from llmspace.serve.eval_routes import choose_arm, record
+
+    services = Services(settings)
+    ab._routers[services] = ABRouter(services, ABConfig(split=0.5, a=Variant(name="base"),
+                                                        b=Variant(name="terse", system_prompt="Be terse.")))
+
+    def request(key):
+        return Request({"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                        "headers": [(b"authorization", f"Bearer {key}".encode())]})
+
+    seen = {}
+    for i in range(60):
+        key = f"sk-{i}"
+        arm = choose_arm(services, request(key))
+        assert choose_arm(services, request(key)).name == arm.name  # stable per API key
+        assert choose_arm(services, request("other"), user=f"u{i}") is not None
+        seen[key] = arm.name
+        record(services, request(key), response_id=f"chatcmpl-{i}", kind="chat", question="hi", answer="hello",
+               usage=Usage(10, 3), timings={"ttft_s": 0.1, "total_s": 0.5 if arm.name == "base" else 0.3},
+               model="m", arm=arm)
+    rep = ab_report(settings.db_path)
+    counts = {name: v["responses"] for name, v in rep["variants"].items()}
+    assert counts == {n: list(seen.values()).count(n) for n in ("base", "terse")}
+    assert rep["variants"]["terse"]["latency_mean_s"] == pytest.approx(0.3)
+    assert rep["variants"]["base"]["cost_per_answer_usd"] == pytest.approx(0.1 * 0.5 / 3600)
