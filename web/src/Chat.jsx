@@ -58,7 +58,7 @@ export default function Chat({ worker, listeners, ready }) {
         <label>max tokens <input id="max-tokens" type="number" min="1" max="2048" value={maxTokens}
           onChange={(e) => setMaxTokens(e.target.value)} /></label>
         <button id="send" onClick={send} disabled={!ready || busy}>Send</button>
-        <button id="stop" onClick={() => worker.post({ type: 'stop' })} disabled={!busy}>Stop</button>
+        <button id="stop" onClick={() => worker.stop()} disabled={!busy}>Stop</button>
         <button onClick={() => setHistory([])} disabled={busy}>New chat</button>
       </div>
     </section>

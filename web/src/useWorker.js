@@ -23,12 +23,19 @@ export function useWorker(onEvent) {
   }, []);
 
   const counter = useRef(0);
+  // Shared stop flag (see worker.js); only where the page is cross-origin isolated.
+  const stopFlag = useRef(typeof SharedArrayBuffer !== 'undefined' && self.crossOriginIsolated
+    ? new SharedArrayBuffer(4) : null);
   const post = (msg) => ref.current.postMessage(msg);
   // Send a message and wait for its 'done' / 'embedded' / 'error' answer.
   const request = (msg) => new Promise((resolve, reject) => {
     const id = `${msg.idPrefix ?? 'req'}-${(counter.current += 1)}`;
     pending.current.set(id, { resolve, reject });
-    post({ ...msg, id });
+    post({ ...msg, id, stopFlag: stopFlag.current });
   });
-  return { post, request };
+  const stop = () => {
+    if (stopFlag.current) Atomics.store(new Int32Array(stopFlag.current), 0, 1);
+    post({ type: 'stop' });
+  };
+  return { post, request, stop };
 }

@@ -9,7 +9,19 @@ import {
 
 let chat = null; // {tokenizer, model, eos:Set<number>, key}
 const extractors = new Map(); // model name -> feature-extraction pipeline
-const stopper = new InterruptableStoppingCriteria();
+
+// Stop: with WASM, generate() never yields to the worker's event loop between tokens, so a
+// 'stop' message would only arrive after the end. When the page is cross-origin isolated it
+// also shares a flag (SharedArrayBuffer) that the main thread sets and every step reads.
+class StopCriteria extends InterruptableStoppingCriteria {
+  flag = null;
+  _call(input_ids) {
+    const stop = this.interrupted || (this.flag !== null && Atomics.load(this.flag, 0) === 1);
+    if (stop) this.interrupted = true;
+    return new Array(input_ids.length).fill(stop);
+  }
+}
+const stopper = new StopCriteria();
 
 // Everything comes from this server: models from <base>models/, the ONNX Runtime wasm from <base>ort/.
 function configure(base) {
@@ -62,12 +74,14 @@ async function load({ model, dtype, device, base }) {
   self.postMessage({ type: 'ready', model, dtype, device: dev, load_s: (performance.now() - t0) / 1000 });
 }
 
-async function generate({ id, messages, max_new_tokens }) {
+async function generate({ id, messages, max_new_tokens, stopFlag }) {
   if (!chat) throw new Error('Load a model first.');
   const { tokenizer, model, eos } = chat;
   const inputs = tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_dict: true });
   const promptLen = inputs.input_ids.dims.at(-1);
   stopper.reset();
+  stopper.flag = stopFlag ? new Int32Array(stopFlag) : null;
+  if (stopper.flag) Atomics.store(stopper.flag, 0, 0);
   const t0 = performance.now();
   let ttft = null;
   let n = 0;
