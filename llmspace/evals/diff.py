@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from llmspace.evals.metrics import COMPARED, GATED
@@ -50,8 +51,9 @@ def diff_runs(a: RunRecord, b: RunRecord) -> RunDiff:
         if x.passed == y.passed:
             continue
         changed = []
-        for i, ay in enumerate(y.assertions):
-            ax = x.assertions[i] if i < len(x.assertions) else None
+        before = {_key(a): a for a in x.assertions}  # match by what is checked, not by position
+        for ay in y.assertions:
+            ax = before.get(_key(ay))
             if ax is None or ax.passed != ay.passed:
                 changed.append(f"{ay.type} {ay.value!r}: {_pf(ax.passed if ax else None)} -> {_pf(ay.passed)}"
                                + (f" ({ay.detail})" if ay.detail else ""))
@@ -67,6 +69,10 @@ def diff_runs(a: RunRecord, b: RunRecord) -> RunDiff:
         deltas[name] = {"a": va, "b": vb, "delta": d, "better": better}
     return RunDiff(a.id, b.id, flipped, [c for c in ra if c not in rb], [c for c in rb if c not in ra], deltas,
                    a.dataset_sha256 == b.dataset_sha256)
+
+
+def _key(a) -> tuple[str, str]:
+    return a.type, json.dumps(a.value, sort_keys=True, ensure_ascii=False)
 
 
 def _pf(p: bool | None) -> str:
