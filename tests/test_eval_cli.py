@@ -123,3 +123,9 @@ def test_ctrl_c_stores_the_run_as_incomplete(answers, set_file, capsys):
     assert "incomplete (interrupted (Ctrl-C) after 2/4 cases)" in capsys.readouterr().out
     # an incomplete run cannot be a baseline
     assert main(["eval", "run", str(set_file), "--no-progress", "--baseline", r["id"]]) == 1
+
+
+def test_unknown_pattern_is_rejected_before_running(answers, set_file, capsys):
+    assert main(["eval", "run", str(set_file), "--pattern", "no-such-pattern", "--no-progress"]) == 1
+    assert "pattern" in capsys.readouterr().err
+    assert runs(capsys) == []
