@@ -179,6 +179,9 @@ def build(services, t) -> None:
                 raise gr.Error(exc.message) from None
         return wrapped
 
+    known = run_choices(services)
+    # the newest run is on screen from the start (reading it is cheap; no model is loaded)
+    first = show_run(services, known[0][1]) if known else ("", None, "", None)
     gr.Markdown(t("eval_help"))
     with gr.Row():
         with gr.Column(scale=1):
@@ -189,13 +192,12 @@ def build(services, t) -> None:
             max_tokens = gr.Slider(8, 512, value=96, step=8, label=t("eval_max_tokens"))
             run_btn = gr.Button(t("eval_run"), variant="primary")
         with gr.Column(scale=2):
-            summary = gr.Markdown(label=t("eval_summary"))
-            charts = gr.HTML(label=t("eval_charts"))
-            report = gr.File(label=t("eval_report"), interactive=False)
-    cases = gr.Dataframe(headers=CASE_COLUMNS, label=t("eval_cases"), wrap=True, interactive=False)
+            summary = gr.Markdown(first[0], label=t("eval_summary"))
+            charts = gr.HTML(first[2], label=t("eval_charts"))
+            report = gr.File(first[3], label=t("eval_report"), interactive=False)
+    cases = gr.Dataframe(first[1], headers=CASE_COLUMNS, label=t("eval_cases"), wrap=True, interactive=False)
     with gr.Accordion(t("eval_compare"), open=False):
         with gr.Row():
-            known = run_choices(services)
             run_a = gr.Dropdown(known, value=known[1][1] if len(known) > 1 else None, label=t("eval_run_a"))
             run_b = gr.Dropdown(known, value=known[0][1] if known else None, label=t("eval_run_b"))
         with gr.Row():
@@ -203,7 +205,7 @@ def build(services, t) -> None:
             diff_btn = gr.Button(t("eval_diff"))
         diff_out = gr.Markdown()
     with gr.Accordion(t("eval_ab"), open=False):
-        ab_out = gr.Markdown()
+        ab_out = gr.Markdown(ab_md(services))
         ab_btn = gr.Button(t("eval_ab_refresh"))
 
     def _run(set_choice, up, tag_text, mt, progress=gr.Progress()):
