@@ -32,6 +32,13 @@ class Services:
         return Embedder(self.settings)
 
     @cached_property
+    def rag(self):
+        """RAG: indexes, search, grounded answers (``llmspace.rag.service.RagService``)."""
+        from llmspace.rag.service import RagService
+
+        return RagService(self)
+
+    @cached_property
     def metrics(self):
         from llmspace.serve.metrics import Metrics
 

@@ -1,0 +1,184 @@
+"""``RagService``: the one object the CLI, the HTTP API and the Gradio tab call.
+
+It owns no logic of its own beyond caching: loaded indexes are kept per name
+and reloaded when the index on disk changes (a rebuild swaps the folder, so
+the manifest's inode changes). Models come from ``Services`` (loaded once).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from llmspace.errors import NotFoundError, ValidationError
+from llmspace.rag import index as idx
+from llmspace.rag.answer import AnswerParams, answer, stream_answer
+from llmspace.rag.build import BuildReport, Progress, build_index, recover
+from llmspace.rag.chunking import ChunkerSettings
+from llmspace.rag.ingest import MAX_FILE_BYTES, safe_upload_name
+from llmspace.rag.retrieve import RetrievalParams, Retriever, load_reranker
+from llmspace.rag.types import Answer, Chunk, SearchHit
+
+MAX_UPLOAD_FILES = 200
+
+
+class RagService:
+    def __init__(self, services):
+        self.services = services
+        self.settings = services.settings
+        self._lock = threading.RLock()
+        self._cache: dict[str, tuple[tuple, Retriever]] = {}
+        self._reranker = None
+
+    # ------------------------------------------------------------ indexes
+    @property
+    def indexes_dir(self) -> Path:
+        return self.settings.indexes_dir
+
+    def _name(self, name: str | None) -> str:
+        return idx.validate_name(name or self.settings.default_index)
+
+    def build(self, paths: list[Path | str], name: str | None = None, *, dense: str = "flat",
+              chunker: ChunkerSettings | None = None, progress: Progress | None = None,
+              max_file_bytes: int = MAX_FILE_BYTES) -> BuildReport:
+        """Build or rebuild an index from files/folders (only changed files are re-embedded)."""
+        name = self._name(name)
+        if not paths:
+            raise ValidationError("Give at least one file or folder to index.", param="path")
+        report = build_index(self.indexes_dir, name, paths, self.services.embedder, chunker=chunker, dense=dense,
+                             progress=progress, max_file_bytes=max_file_bytes)
+        self._cache.pop(name, None)
+        return report
+
+    def build_from_uploads(self, name: str, files: list[tuple[str, bytes | Path]], *,
+                           progress: Progress | None = None, max_file_bytes: int = MAX_FILE_BYTES,
+                           dense: str = "flat") -> BuildReport:
+        """Build index ``name`` from uploaded ``(file name, bytes or temp path)`` pairs.
+        Names are checked first (``../../etc/passwd`` is refused, nothing is written)."""
+        name = self._name(name)
+        if not files:
+            raise ValidationError("No files uploaded.", param="files")
+        if len(files) > MAX_UPLOAD_FILES:
+            raise ValidationError(f"{len(files)} files uploaded; the limit is {MAX_UPLOAD_FILES}.", param="files")
+        names = [safe_upload_name(n) for n, _ in files]
+        if len(set(names)) != len(names):
+            raise ValidationError("Two uploaded files have the same name; rename one.", param="files")
+        self.indexes_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.indexes_dir / f".upload-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            staging.mkdir()
+            for fname, content in files:
+                dest = staging / fname
+                if isinstance(content, (bytes, bytearray)):
+                    if len(content) > max_file_bytes:  # skipped for its size: a sparse placeholder says so
+                        with dest.open("wb") as f:
+                            f.truncate(len(content))
+                    else:
+                        dest.write_bytes(bytes(content))
+                else:
+                    shutil.copyfile(Path(content), dest)
+            return self.build([staging], name, progress=progress, max_file_bytes=max_file_bytes, dense=dense)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def list(self) -> list[dict]:
+        return idx.list_indexes(self.indexes_dir)
+
+    def info(self, name: str | None = None) -> dict:
+        """The manifest plus size on disk (no models loaded)."""
+        name = self._name(name)
+        path = self._path(name)
+        manifest = idx.read_manifest(path)
+        return {**manifest, "summary": idx.summary(manifest, path)}
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            idx.delete_index(self.indexes_dir, idx.validate_name(name))
+            self._cache.pop(name, None)
+
+    def _path(self, name: str) -> Path:
+        path = idx.index_dir(self.indexes_dir, name)
+        if not (path / idx.MANIFEST).exists():
+            recover(self.indexes_dir, name)
+        if not (path / idx.MANIFEST).exists():
+            existing = ", ".join(i["name"] for i in self.list()) or "none yet"
+            hint = ("The bundled roadmap index is built when the app starts, or with `llmspace index bundled`."
+                    if name == "roadmap" else f"Build it: `llmspace index build PATH --name {name}`.")
+            raise NotFoundError(f"No index named {name!r}. {hint} Existing indexes: {existing}.", param="index")
+        return path
+
+    def retriever(self, name: str | None = None) -> Retriever:
+        """The loaded index's retriever (cached; reloaded after a rebuild)."""
+        name = self._name(name)
+        path = self._path(name)
+        st = (path / idx.MANIFEST).stat()
+        stamp = (st.st_ino, st.st_mtime_ns)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            index = idx.RagIndex.load(path, embedding_model=self.settings.embedding_model)
+            retriever = Retriever(index, self.services.embedder, self.reranker)
+            self._cache[name] = (stamp, retriever)
+            return retriever
+
+    @property
+    def reranker(self):
+        if self.settings.reranker_model and self._reranker is None:
+            from llmspace.device import pick_device
+
+            self._reranker = load_reranker(self.settings.reranker_model, pick_device(self.settings.device))
+        return self._reranker
+
+    # ------------------------------------------------------------ queries
+    def search(self, query: str, name: str | None = None, **params) -> list[SearchHit]:
+        """``params``: ``RetrievalParams`` fields (mode, top_k, score_threshold, mmr_lambda, ...)."""
+        return self.retriever(name).search(query, _retrieval_params(params))
+
+    def answer(self, question: str, name: str | None = None, *, mode: str = "auto", max_tokens: int = 160,
+               **retrieval) -> Answer:
+        name = self._name(name)
+        return answer(question, self.retriever(name), self._engine(mode), index_name=name,
+                      retrieval=_retrieval_params(retrieval), params=AnswerParams(mode=mode, max_new_tokens=max_tokens))
+
+    def stream_answer(self, question: str, name: str | None = None, *, mode: str = "auto", max_tokens: int = 160,
+                      **retrieval) -> Iterator[str | Answer]:
+        """Text pieces, then the final ``Answer`` (see ``rag.answer.stream_answer``)."""
+        name = self._name(name)
+        AnswerParams(mode=mode, max_new_tokens=max_tokens).validate()
+        return stream_answer(question, self.retriever(name), self._engine(mode), index_name=name,
+                             retrieval=_retrieval_params(retrieval),
+                             params=AnswerParams(mode=mode, max_new_tokens=max_tokens))
+
+    def _engine(self, mode: str):
+        return None if mode == "extractive" else self.services.engine
+
+    def chunk(self, chunk_id: str, name: str | None = None) -> Chunk:
+        index = self.retriever(name).index
+        for c in index.chunks:
+            if c.id == chunk_id:
+                return c
+        raise NotFoundError(f"No chunk {chunk_id!r} in index {index.name!r}.", param="chunk_id")
+
+    def passage(self, chunk_id: str, name: str | None = None, context_chars: int = 300) -> dict:
+        """A chunk in its document (text before, the chunk, text after) for citation previews."""
+        index = self.retriever(name).index
+        return {**index.passage(self.chunk(chunk_id, name), context_chars), "chunk_id": chunk_id}
+
+    def documents(self, name: str | None = None) -> list[dict]:
+        """Per document: source, title, language, chunks (from the manifest; no models loaded)."""
+        m = self.info(name)
+        return [{"source": src, **{k: f.get(k) for k in ("doc_id", "format", "lang", "chunks", "bytes")}}
+                for src, f in m.get("files", {}).items()]
+
+
+def _retrieval_params(params: dict) -> RetrievalParams:
+    fields = RetrievalParams.__dataclass_fields__
+    unknown = [k for k in params if k not in fields]
+    if unknown:
+        raise ValidationError(f"Unknown retrieval option(s): {', '.join(unknown)}. Valid: {', '.join(fields)}.",
+                              param=unknown[0])
+    return RetrievalParams(**{k: v for k, v in params.items() if v is not None}).validate()
