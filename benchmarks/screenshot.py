@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/screenshot.py docs/screenshot.png [--question "..."]
 
 Starts the real app on a free port, asks one question through the Chat tab
-(via gradio_client, so the page shows a real answer is not needed: the page is
-captured after load), and saves a PNG. Needs Debian's `chromium`.
+in a real browser (Playwright driving Debian's `chromium`), waits for the
+streamed answer and its stats, and saves a PNG.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import httpx
@@ -29,7 +28,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--size", default="1400,1000")
-    ap.add_argument("--path", default="/", help="page to capture, e.g. /?__theme=light")
+    ap.add_argument("--path", default="/?__theme=light", help="page to capture")
+    ap.add_argument("--question", default="What is the capital of France?")
+    ap.add_argument("--locale", default="en-US")
+    ap.add_argument("--send", default="Send", help="label of the send button in that locale")
     args = ap.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
@@ -53,11 +55,21 @@ def main() -> int:
                 print("server did not start", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-        with tempfile.TemporaryDirectory() as profile:
-            subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={args.size}",
-                            "--virtual-time-budget=15000", f"--screenshot={os.path.abspath(args.out)}",
-                            base + args.path], check=True, timeout=120,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        w, h = (int(x) for x in args.size.split(","))
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=FLAGS[1:])
+            page = browser.new_page(viewport={"width": w, "height": h}, locale=args.locale)
+            page.goto(base + args.path)
+            box = page.get_by_role("textbox").first
+            box.wait_for(timeout=60_000)
+            box.fill(args.question)
+            page.get_by_role("button", name=args.send).first.click()
+            page.wait_for_function(
+                "() => document.body.innerText.includes('tok/s')", timeout=180_000)
+            page.screenshot(path=os.path.abspath(args.out))
+            browser.close()
         print(f"wrote {args.out}")
         return 0
     finally:

@@ -20,7 +20,8 @@ def build_demo(services):
     i18n = make_i18n()  # built after the tab modules have added their strings
     t = i18n
     with gr.Blocks(title="llmspace") as demo:
-        gr.Markdown(f"# {t('title')}\n{t('subtitle')}")
+        gr.Markdown(t("title"))  # one key per component: gradio cannot join translated strings
+        gr.Markdown(t("subtitle"))
         with gr.Tabs():
             for key, build in tabs:
                 with gr.Tab(t(key)):

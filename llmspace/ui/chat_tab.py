@@ -43,7 +43,7 @@ def build(services, t) -> None:
     s = services.settings
     with gr.Row():
         with gr.Column(scale=3):
-            chatbot = gr.Chatbot(label=t("chatbot"), height=460)
+            chatbot = gr.Chatbot(label="Chat · 对话", height=460)  # Chatbot labels are not translated by gradio
             msg = gr.Textbox(label=t("message"), placeholder=t("message_ph"), lines=2, autofocus=True)
             with gr.Row():
                 send = gr.Button(t("send"), variant="primary")

@@ -7,7 +7,7 @@ switches it by hand. Tabs add their own keys with ``add_strings``.
 from __future__ import annotations
 
 EN: dict[str, str] = {
-    "title": "llmspace — the LLM engineering roadmap, runnable",
+    "title": "# llmspace — the LLM engineering roadmap, runnable",
     "subtitle": "Chat with a real local model, ask the roadmap with citations, evaluate, export to the browser.",
     "tab_chat": "Chat",
     "chatbot": "Conversation",
@@ -28,7 +28,7 @@ EN: dict[str, str] = {
 }
 
 ZH: dict[str, str] = {
-    "title": "llmspace —— 可运行的大模型工程学习路线",
+    "title": "# llmspace —— 可运行的大模型工程学习路线",
     "subtitle": "与本地真实模型对话，带引用地问答路线图，做评测，导出到浏览器运行。",
     "tab_chat": "对话",
     "chatbot": "对话记录",
