@@ -118,9 +118,8 @@ def build_index(indexes_dir: Path, name: str, paths: Iterable[Path | str], embed
                 report.embedded_files.append(doc.source)
             say(0.05 + 0.15 * (i + 1) / len(result.documents), f"chunked {doc.source}")
         if previous is not None:
-            kept = {d.sha256 for d in result.documents}
-            report.removed_files = sorted(src for src, f in previous.manifest.get("files", {}).items()
-                                          if f.get("sha256") not in kept)
+            kept = {d.source for d in result.documents}
+            report.removed_files = sorted(set(previous.manifest.get("files", {})) - kept)
 
         chunks, vectors, report.duplicate_chunks = _assemble(per_doc, embedder, say, report)
         report.chunks = len(chunks)

@@ -3,6 +3,7 @@
 1. Sections: Markdown headings (outside code fences) split the text; each
    section remembers its heading path ("Chapter > Section").
 2. Sentences: English and Chinese punctuation, plus list items and table rows.
+   PDF pages are boundaries too (each chunk has one page number).
 3. Packing: sentences are packed greedily up to ``chunk_tokens`` tokens *of the
    embedding model's tokenizer* (what the embedder truncates on); the next chunk
    starts with the last ``overlap_tokens`` worth of sentences of the previous
@@ -104,7 +105,7 @@ def chunk_document(doc: Document, settings: ChunkerSettings, count: TokenCounter
     offsets where an over-long sentence is cut (token boundaries); without it,
     long sentences are cut by characters in proportion to their token count."""
     chunks: list[Chunk] = []
-    for sec in split_sections(doc.text):
+    for sec in _split_at_pages(split_sections(doc.text), doc.page_starts):
         spans = sentence_spans(doc.text, sec.start, sec.end)
         if not spans:
             continue
@@ -127,6 +128,17 @@ def chunk_document(doc: Document, settings: ChunkerSettings, count: TokenCounter
                                 title=doc.title, heading=sec.heading, text=chunk_text, start=a, end=b,
                                 page=doc.page_at(a), lang=detect_lang(chunk_text)))
     return chunks
+
+
+def _split_at_pages(sections: list[Section], page_starts: list[int]) -> list[Section]:
+    """PDF: no chunk crosses a page boundary, so each chunk has one page."""
+    if len(page_starts) < 2:
+        return sections
+    out = []
+    for sec in sections:
+        cuts = [sec.start] + [p for p in page_starts if sec.start < p < sec.end] + [sec.end]
+        out += [Section(sec.heading, a, b) for a, b in zip(cuts, cuts[1:])]
+    return out
 
 
 def _proportional_cuts(length: int, tokens: int, limit: int) -> list[int]:
