@@ -15,18 +15,12 @@ from llmspace.evals.api import get_run, run_set
 pytestmark = pytest.mark.slow
 
 
-def _needs_rag(services):
-    if not hasattr(type(services), "rag"):
-        pytest.skip("services.rag is not wired yet (llmspace/rag/service.py)")
-
-
 # Every Chinese case (answered extractively: SmolLM2 is English-only) and three
 # English ones (generated): both paths, ~15 cases, well under a minute.
 STARTER_SLICE = ["starter-zh-*", "starter-en-0[1-3]"]
 
 
 def test_starter_set_end_to_end(session_services):
-    _needs_rag(session_services)
     seen = []
     outcome = run_set(session_services, None, ids=STARTER_SLICE, max_tokens=24,
                       progress=lambda d, n, r: seen.append((d, n)))

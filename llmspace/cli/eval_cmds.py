@@ -122,7 +122,10 @@ def cmd_run(args, services) -> int:
                                    judge_model=args.judge_model)
     opts = dict(index=args.index, pattern=args.pattern, tags=args.tag or None, ids=args.case or None,
                 limit=args.limit, max_tokens=args.max_tokens)
-    eval_set, _ = prepare_run(services, args.set, **opts)  # fail fast, before loading any model
+    def say(msg):
+        print(msg, file=sys.stderr)
+
+    eval_set, _ = prepare_run(services, args.set, say=say, **opts)  # fail fast, before the first case
     print(f"eval set {eval_set.name}: {len(eval_set.cases)} cases ({eval_set.path})", file=sys.stderr)
     bar = None
     if not args.no_progress:

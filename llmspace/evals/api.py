@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from llmspace.errors import NotFoundError
 from llmspace.evals.cases import EvalSetError, load_eval_set
 from llmspace.evals.config import EvalConfig
 from llmspace.evals.report import reports_dir, write_reports
-from llmspace.evals.runner import Progress, ServicesSystem, known_indexes, run_eval
+from llmspace.evals.runner import Progress, ServicesSystem, ensure_bundled, known_indexes, run_eval
 from llmspace.evals.store import RunRecord, RunStore
 
 
@@ -26,8 +27,9 @@ def store_for(services) -> RunStore:
 
 def prepare_run(services, set_ref: str | None = None, *, index: str | None = None, pattern: str | None = None,
                 tags: list[str] | None = None, ids: list[str] | None = None, limit: int | None = None,
-                max_tokens: int | None = None):
-    """Everything that can fail before a run is stored: returns (eval_set, system)."""
+                max_tokens: int | None = None, say: Callable[[str], None] | None = None):
+    """Everything that can fail before a run is stored, and the bundled index
+    if a case needs it: returns (eval_set, system)."""
     known = known_indexes(services)
     eval_set = load_eval_set(set_ref, known_indexes=None if index else known)
     if index and index not in known:
@@ -41,6 +43,9 @@ def prepare_run(services, set_ref: str | None = None, *, index: str | None = Non
         raise ValidationError(f"--max-tokens must be 1-{services.settings.max_tokens_limit}; got {max_tokens}.",
                               param="max_tokens")
     system = ServicesSystem(services, max_tokens=max_tokens, index=index, pattern=pattern)
+    needed = {system.index_for(c) for c in eval_set.cases} - {None}
+    if needed:
+        ensure_bundled(services, system.rag, needed, say)
     return eval_set, system
 
 
@@ -48,9 +53,9 @@ def run_set(services, set_ref: str | None = None, *, index: str | None = None, p
             tags: list[str] | None = None, ids: list[str] | None = None, limit: int | None = None,
             max_tokens: int | None = None, judge: bool = False, judge_model: str | None = None,
             eval_config: EvalConfig | None = None, progress: Progress | None = None,
-            report_dir: Path | None = None) -> RunOutcome:
+            report_dir: Path | None = None, say: Callable[[str], None] | None = None) -> RunOutcome:
     eval_set, system = prepare_run(services, set_ref, index=index, pattern=pattern, tags=tags, ids=ids,
-                                   limit=limit, max_tokens=max_tokens)
+                                   limit=limit, max_tokens=max_tokens, say=say)
     cfg = eval_config or EvalConfig.from_settings(services.settings, judge_model=judge_model)
     judge_fn = None
     if judge:

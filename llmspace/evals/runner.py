@@ -65,6 +65,32 @@ def known_indexes(services) -> set[str]:
     return names
 
 
+def rag_service(services):
+    """``services.rag``, or a ``RagService`` of our own where Services has no such property yet."""
+    rag = getattr(services, "rag", None)
+    if rag is None:
+        from llmspace.rag.service import RagService
+
+        rag = RagService(services)
+    return rag
+
+
+def ensure_bundled(services, rag, names: set[str], say: Callable[[str], None] | None = None) -> None:
+    """Build the bundled roadmap index if a case needs it and it is missing or
+    outdated (the app does this on start; a fresh `llmspace eval run` must too)."""
+    if not services.settings.index_bundled_corpus:
+        return
+    from types import SimpleNamespace
+
+    from llmspace.rag.bundled import BUNDLED_INDEX, bundled_status, ensure_bundled_index
+
+    if BUNDLED_INDEX not in names or bundled_status(services.settings) == "current":
+        return
+    if say:
+        say(f"building the bundled {BUNDLED_INDEX!r} index (once; re-embeds only what changed)...")
+    ensure_bundled_index(SimpleNamespace(settings=services.settings, rag=rag))
+
+
 class ServicesSystem:
     """Answers cases with the real engine and RAG of ``services``."""
 
@@ -74,13 +100,21 @@ class ServicesSystem:
         self.index_override = index
         self.pattern = pattern
         self.params = GenerationParams(max_new_tokens=max_tokens or services.settings.default_max_tokens)
+        self._rag = None
         if pattern is not None:
             self._pattern_fn = _load_pattern(pattern)
+
+    @property
+    def rag(self):
+        if self._rag is None:
+            self._rag = rag_service(self.services)
+        return self._rag
 
     def describe(self) -> dict:
         s = self.services.settings
         return {"model": s.chat_model, "backend": s.backend, "index_override": self.index_override,
-                "pattern": self.pattern, "max_tokens": self.params.max_new_tokens, "temperature": 0.0}
+                "pattern": self.pattern, "max_tokens": self.params.max_new_tokens, "temperature": 0.0,
+                "rag_mode": "auto"}
 
     def index_for(self, case: EvalCase) -> str | None:
         return (self.index_override or case.index) if case.index else None
@@ -88,8 +122,7 @@ class ServicesSystem:
     def __call__(self, case: EvalCase) -> SystemOutput:
         index = self.index_for(case)
         if index:
-            question = case.prompt_text
-            answer = self.services.rag.answer(question, index=index, params=self.params)
+            answer = self.rag.answer(case.prompt_text, index, max_tokens=self.params.max_new_tokens)
             return from_answer(answer)
         from llmspace.chat import chat
 
