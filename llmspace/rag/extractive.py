@@ -7,8 +7,8 @@ A sentence's score is the IDF-weighted share of the question's terms it
 contains (the same ``coverage`` retrieval uses), plus, for English questions,
 its embedding similarity to the question, or, for Chinese questions, the share
 of the question's character bigrams it contains (robust to jieba splitting the
-same words differently in two contexts), plus a small bonus for the chunk's
-retrieval rank.
+same words differently in two contexts), plus small bonuses for the chunk's
+retrieval rank and for a heading that matches the question.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def candidate_sentences(hits: list[SearchHit]) -> list[tuple[int, int, int, str]
             if len(s) < MIN_SENTENCE_CHARS or _SKIP_RE.match(s):
                 continue
             s = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", s)  # list markers
+            s = re.sub(r"\[(\d{1,3})\]", r"［\1］", s)  # a quoted "[7]" must not read as our citation
             out.append((n, c.start + a, c.start + b, s))
     return out
 
@@ -48,7 +49,9 @@ def extractive_answer(question: str, hits: list[SearchHit], coverage, embedder=N
         return "", []
     lang = detect_lang(question)
     terms = analyze(question)
-    scores = [coverage(terms, set(analyze(s))) + 0.05 / n for n, _, _, s in cands]
+    # a sentence under a heading that matches the question, in a higher-ranked chunk, is more likely the answer
+    head = {n: 0.25 * coverage(terms, set(analyze(h.chunk.heading))) + 0.15 / n for n, h in enumerate(hits, 1)}
+    scores = [coverage(terms, set(analyze(s))) + head[n] for n, _, _, s in cands]
     if embedder is not None and lang == "en":
         import numpy as np
 

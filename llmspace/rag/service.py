@@ -15,8 +15,9 @@ from typing import Iterator
 
 from llmspace.errors import NotFoundError, ValidationError
 from llmspace.rag import index as idx
-from llmspace.rag.answer import AnswerParams, answer, stream_answer
+from llmspace.rag.answer import AnswerParams, stream_answer
 from llmspace.rag.build import BuildReport, Progress, build_index, recover
+from llmspace.rag.bundled import ensure_bundled_index  # noqa: F401  (re-exported for the app's start-up)
 from llmspace.rag.chunking import ChunkerSettings
 from llmspace.rag.ingest import MAX_FILE_BYTES, safe_upload_name
 from llmspace.rag.retrieve import RetrievalParams, Retriever, load_reranker
@@ -138,20 +139,30 @@ class RagService:
         """``params``: ``RetrievalParams`` fields (mode, top_k, score_threshold, mmr_lambda, ...)."""
         return self.retriever(name).search(query, _retrieval_params(params))
 
-    def answer(self, question: str, name: str | None = None, *, mode: str = "auto", max_tokens: int = 160,
-               **retrieval) -> Answer:
-        name = self._name(name)
-        return answer(question, self.retriever(name), self._engine(mode), index_name=name,
-                      retrieval=_retrieval_params(retrieval), params=AnswerParams(mode=mode, max_new_tokens=max_tokens))
+    def answer(self, question: str, name: str | None = None, *, index: str | None = None, mode: str = "auto",
+               max_tokens: int | None = None, params=None, **retrieval) -> Answer:
+        """A grounded, cited answer from index ``name`` (or ``index=``; default: settings.default_index).
+        ``params`` (a ``GenerationParams``) may carry max_new_tokens and temperature instead of ``max_tokens``."""
+        final = None
+        for item in self.stream_answer(question, name, index=index, mode=mode, max_tokens=max_tokens,
+                                       params=params, **retrieval):
+            final = item
+        return final
 
-    def stream_answer(self, question: str, name: str | None = None, *, mode: str = "auto", max_tokens: int = 160,
+    def stream_answer(self, question: str, name: str | None = None, *, index: str | None = None,
+                      mode: str = "auto", max_tokens: int | None = None, params=None,
                       **retrieval) -> Iterator[str | Answer]:
         """Text pieces, then the final ``Answer`` (see ``rag.answer.stream_answer``)."""
-        name = self._name(name)
-        AnswerParams(mode=mode, max_new_tokens=max_tokens).validate()
-        return stream_answer(question, self.retriever(name), self._engine(mode), index_name=name,
-                             retrieval=_retrieval_params(retrieval),
-                             params=AnswerParams(mode=mode, max_new_tokens=max_tokens))
+        name = self._name(name or index)
+        ap = AnswerParams(mode=mode)
+        if params is not None:
+            ap.max_new_tokens, ap.temperature = params.max_new_tokens, params.temperature
+        if max_tokens is not None:
+            ap.max_new_tokens = max_tokens
+        ap.validate()
+        rp = _retrieval_params(retrieval)
+        return stream_answer(question, self.retriever(name), self._engine(mode), index_name=name, retrieval=rp,
+                             params=ap)
 
     def _engine(self, mode: str):
         return None if mode == "extractive" else self.services.engine
