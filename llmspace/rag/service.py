@@ -142,7 +142,9 @@ class RagService:
     def answer(self, question: str, name: str | None = None, *, index: str | None = None, mode: str = "auto",
                max_tokens: int | None = None, params=None, **retrieval) -> Answer:
         """A grounded, cited answer from index ``name`` (or ``index=``; default: settings.default_index).
-        ``params`` (a ``GenerationParams``) may carry max_new_tokens and temperature instead of ``max_tokens``."""
+        ``mode``: auto | generate | extractive. ``params`` (a ``GenerationParams``) may carry max_new_tokens
+        and temperature instead of ``max_tokens``. ``retrieval``: ``RetrievalParams`` fields, with the
+        retrieval mode as ``retrieval_mode``."""
         final = None
         for item in self.stream_answer(question, name, index=index, mode=mode, max_tokens=max_tokens,
                                        params=params, **retrieval):
@@ -187,6 +189,11 @@ class RagService:
 
 
 def _retrieval_params(params: dict) -> RetrievalParams:
+    """``RetrievalParams`` from keyword options; in ``answer`` the retrieval mode
+    is ``retrieval_mode`` (``mode`` there is the answer mode)."""
+    params = dict(params)
+    if "retrieval_mode" in params:
+        params["mode"] = params.pop("retrieval_mode")
     fields = RetrievalParams.__dataclass_fields__
     unknown = [k for k in params if k not in fields]
     if unknown:

@@ -94,4 +94,4 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
 
 
 # Routers other capabilities add (each module exposes ``router``).
-_EXTRA_ROUTERS: list[str] = ["eval_routes", "web_routes"]
+_EXTRA_ROUTERS: list[str] = ["eval_routes", "web_routes", "rag_routes"]
