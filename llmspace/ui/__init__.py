@@ -30,4 +30,4 @@ def build_demo(services):
 
 
 # (tab label key, module in llmspace.ui, build function): tabs other capabilities add.
-EXTRA_TABS: list[tuple[str, str, str]] = [("tab_eval", "eval_tab", "build")]
+EXTRA_TABS: list[tuple[str, str, str]] = [("tab_rag", "rag_tab", "build"), ("tab_eval", "eval_tab", "build")]
