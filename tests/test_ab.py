@@ -9,7 +9,7 @@ import pytest
 from llmspace.errors import ConfigError
 from llmspace.evals.ab import (ABConfig, ABRouter, Variant, ab_report, assign, format_ab_report, mean_ci,
                                newcombe_diff, parse_ab_config, wilson)
-from llmspace.evals.feedback import add_feedback, record_response
+from llmspace.evals.feedback import add_feedback, get_response, record_response
 from llmspace.services import Services
 
 
@@ -137,7 +137,8 @@ def test_serving_hooks_assign_by_api_key_and_record_the_variant(settings):
         assert choose_arm(services, request(key)).name == arm.name  # stable per API key
         assert choose_arm(services, request("other"), user=f"u{i}") is not None
         seen[key] = arm.name
-        record(services, request(key), response_id=f"chatcmpl-{i}", kind="chat", question="hi", answer="hello",
+        record(services, request(key), response_id=f"chatcmpl-{i}", kind="chat",
+               question=[{"role": "user", "content": "hi"}], answer="hello",
                usage=Usage(10, 3), timings={"ttft_s": 0.1, "total_s": 0.5 if arm.name == "base" else 0.3},
                model="m", arm=arm)
     rep = ab_report(settings.db_path)
@@ -145,3 +146,4 @@ def test_serving_hooks_assign_by_api_key_and_record_the_variant(settings):
     assert counts == {n: list(seen.values()).count(n) for n in ("base", "terse")}
     assert rep["variants"]["terse"]["latency_mean_s"] == pytest.approx(0.3)
     assert rep["variants"]["base"]["cost_per_answer_usd"] == pytest.approx(0.1 * 0.5 / 3600)
+    assert get_response(settings.db_path, "chatcmpl-0")["question"] == "hi"

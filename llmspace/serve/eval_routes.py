@@ -140,10 +140,11 @@ def choose_arm(services, request: Request, user: str | None = None):
     return ab_router(services).choose(user_key(request, user))
 
 
-def record(services, request: Request, *, response_id: str, kind: str, question: str, answer: str, usage=None,
+def record(services, request: Request, *, response_id: str, kind: str, question: str | list, answer: str, usage=None,
            timings: dict | None = None, model: str | None = None, arm=None, user: str | None = None,
            index: str | None = None, citations: list | None = None) -> None:
-    """Store one served answer (for feedback by id and ``ab report``). Never raises:
+    """Store one served answer (for feedback by id and ``ab report``). ``question``
+    may be the request's messages (the last user message is kept). Never raises:
     a full disk must not fail the user's request."""
     import logging
 
@@ -152,6 +153,8 @@ def record(services, request: Request, *, response_id: str, kind: str, question:
 
     t = timings or {}
     try:
+        if not isinstance(question, str):
+            question = _last_user_text(question)
         pt = getattr(usage, "prompt_tokens", None)
         ct = getattr(usage, "completion_tokens", None)
         cost = EvalConfig.from_settings(services.settings).case_cost(pt or 0, ct or 0, t.get("total_s"))
@@ -163,3 +166,14 @@ def record(services, request: Request, *, response_id: str, kind: str, question:
                         cost_usd=cost)
     except Exception:  # pragma: no cover - logged, not raised
         logging.getLogger("llmspace.serve").exception("could not record response %s", response_id)
+
+
+def _last_user_text(messages: list) -> str:
+    for m in reversed(messages):
+        role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
+        if role == "user":
+            content = m.get("content") if isinstance(m, dict) else getattr(m, "content", "")
+            if isinstance(content, list):
+                content = "".join(b.get("text", "") for b in content if isinstance(b, dict))
+            return str(content)
+    return ""
