@@ -52,3 +52,16 @@ def test_thumbs_on_a_chatbot_are_stored(settings):
     with gr.Blocks():
         bot = gr.Chatbot()
         eval_tab.wire_feedback(bot, services)
+
+
+def test_feedback_row_under_a_markdown_answer(settings):
+    services = Services(settings)
+    with gr.Blocks() as demo:
+        q, a, idx = gr.Textbox(), gr.Markdown(), gr.Textbox()
+        eval_tab.feedback_row(services, q, a, kind="rag", index=idx)
+    deps = {d.get("api_name"): d for d in demo.config["dependencies"]}
+    assert {"feedback_rag_up", "feedback_rag_down"} <= set(deps)
+    fn = demo.fns[deps["feedback_rag_up"]["id"]].fn
+    assert fn("What is RRF?", "Rank fusion [1].", "nice", "roadmap") == ""
+    [row] = list_feedback(settings.db_path)
+    assert (row["rating"], row["comment"], row["index_name"], row["kind"]) == ("up", "nice", "roadmap", "rag")

@@ -169,6 +169,33 @@ def wire_feedback(chatbot: gr.Chatbot, services, kind: str = "chat", index_compo
     chatbot.like(on_like, inputs, None, api_visibility="private")
 
 
+def feedback_row(services, question, answer, kind: str = "rag", index=None) -> None:
+    """👍 / 👎 buttons and an optional comment under an answer shown in any
+    component (e.g. a RAG tab's Markdown). ``question``/``answer``/``index`` are
+    components whose values are read when a button is pressed."""
+    with gr.Row():
+        up = gr.Button("👍", scale=0, min_width=60)
+        down = gr.Button("👎", scale=0, min_width=60)
+        comment = gr.Textbox(placeholder="Optional comment / 可选评论", show_label=False, scale=4, max_lines=2)
+    inputs = [question, answer, comment] + ([index] if index is not None else [])
+
+    def make(rating):
+        def handler(q, a, c, *rest):
+            from llmspace.evals.feedback import add_feedback
+
+            try:
+                add_feedback(services.settings.db_path, rating=rating, question=_text(q), answer=_text(a),
+                             comment=c or None, kind=kind, index=rest[0] if rest else None)
+            except LLMSpaceError as exc:
+                raise gr.Error(exc.message) from None
+            gr.Info("Thanks — feedback saved. / 已记录反馈。")
+            return ""
+        return handler
+
+    up.click(make("up"), inputs, comment, api_name=f"feedback_{kind}_up")
+    down.click(make("down"), inputs, comment, api_name=f"feedback_{kind}_down")
+
+
 # ------------------------------------------------------------------- layout
 def build(services, t) -> None:
     def _ui_error(fn):
