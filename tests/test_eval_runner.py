@@ -12,7 +12,7 @@ from llmspace.engine.base import Usage
 from llmspace.evals.cases import load_eval_set
 from llmspace.evals.config import EvalConfig
 from llmspace.evals.diff import diff_runs, format_diff, regressions
-from llmspace.evals.metrics import compute_metrics, percentile
+from llmspace.evals.metrics import percentile
 from llmspace.evals.report import write_reports
 from llmspace.evals.results import SystemOutput, from_answer
 from llmspace.evals.runner import EvalInterrupted, run_eval

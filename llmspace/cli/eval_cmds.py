@@ -287,8 +287,11 @@ def cmd_ab_report(args, services) -> int:
         print(json.dumps(rep, indent=2))
     else:
         cfg = rep["config"]
-        print("A/B is off (no `ab` setting)." if not cfg["enabled"] else
-              f"A/B on: {100 * (1 - cfg['split']):.0f}% {cfg['a']['name']} / {100 * cfg['split']:.0f}% {cfg['b']['name']}")
+        if cfg["enabled"]:
+            a, b, split = cfg["a"]["name"], cfg["b"]["name"], cfg["split"]
+            print(f"A/B on: {100 * (1 - split):.0f}% {a} / {100 * split:.0f}% {b}")
+        else:
+            print("A/B is off (no `ab` setting).")
         print(format_ab_report(rep))
     return 0
 

@@ -34,7 +34,7 @@ def prepare_run(services, set_ref: str | None = None, *, index: str | None = Non
     eval_set = load_eval_set(set_ref, known_indexes=None if index else known)
     if index and index not in known:
         raise EvalSetError(f"--index {index!r} does not exist (known: {', '.join(sorted(known)) or 'none'}). "
-                           "Build it with `llmspace rag index` or fix the name.", file=eval_set.path)
+                           "Build it with `llmspace index build PATH --name NAME` or fix the name.", file=eval_set.path)
     if tags or ids or limit is not None:
         eval_set = eval_set.select(tags=tags, ids=ids, limit=limit)
     if max_tokens is not None and not 1 <= max_tokens <= services.settings.max_tokens_limit:

@@ -167,8 +167,9 @@ def load_eval_set(name_or_path: str | Path | None = None, *, known_indexes: set[
                 errs.append(f"id {case.id!r} is already used on line {seen[case.id]}")
             seen.setdefault(case.id, lineno)
             if known_indexes is not None and case.index and case.index not in known_indexes:
-                errs.append(f"index {case.index!r} does not exist (known: {', '.join(sorted(known_indexes)) or 'none'}); "
-                            f"build it with `llmspace rag index` or fix the name")
+                known = ", ".join(sorted(known_indexes)) or "none"
+                errs.append(f"index {case.index!r} does not exist (known: {known}); "
+                            "build it with `llmspace index build PATH --name NAME` or fix the name")
         problems.extend((lineno, e) for e in errs)
         if case is not None and not errs:
             cases.append(case)

@@ -90,7 +90,7 @@ def tag_pass_rates_svg(by_tag: dict[str, dict]) -> str:
     fig, ax = plt.subplots(figsize=(5.5, 0.45 * max(len(tags), 2) + 0.8))
     rates = [100 * by_tag[t]["pass_rate"] for t in tags]
     bars = ax.barh(tags, rates, color=["#54a24b" if r >= 50 else "#e45756" for r in rates])
-    for bar, t in zip(bars, tags):
+    for bar, t in zip(bars, tags, strict=True):
         ax.text(min(bar.get_width() + 1, 92), bar.get_y() + bar.get_height() / 2,
                 f"{by_tag[t]['passed']}/{by_tag[t]['n']}", va="center", fontsize=8)
     ax.set_xlim(0, 100)
@@ -103,11 +103,14 @@ def tag_pass_rates_svg(by_tag: dict[str, dict]) -> str:
 
 # ----------------------------------------------------------------------- html
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;margin:2rem;color:#222;max-width:1200px}
+body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC",sans-serif;
+  margin:2rem;color:#222;max-width:1200px}
 h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem} code{background:#f3f3f3;padding:0 .2rem}
-table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border-bottom:1px solid #ddd;padding:.35rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;font-size:.85rem}
+th,td{border-bottom:1px solid #ddd;padding:.35rem;text-align:left;vertical-align:top}
 th{background:#fafafa} .pass{color:#2e7d32;font-weight:600} .fail{color:#c62828;font-weight:600}
-.kv td:first-child{color:#555;width:16rem} .charts{display:flex;flex-wrap:wrap;gap:1.5rem} .charts svg{max-width:100%;height:auto}
+.kv td:first-child{color:#555;width:16rem} .charts{display:flex;flex-wrap:wrap;gap:1.5rem}
+.charts svg{max-width:100%;height:auto}
 .banner{padding:.6rem 1rem;background:#fff3cd;border:1px solid #e0c060;margin:1rem 0}
 details{margin:.2rem 0} pre{white-space:pre-wrap;margin:.2rem 0;font-size:.8rem} .muted{color:#777}
 """
