@@ -38,7 +38,7 @@ def test_starter_set_end_to_end(session_services):
     assert m["latency_p50_s"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"]
     assert m["prompt_tokens"] > 0 and m["cost_per_answer_usd"] > 0
     assert all(r.retrieved for r in run.results if r.mode != "no_answer")
-    assert run.config["system"]["max_tokens"] == 24 and run.dataset_sha256 and run.git_rev
+    assert run.config["system"]["rag_max_tokens"] == 24 and run.dataset_sha256 and run.git_rev
     page = outcome.reports["html"].read_text(encoding="utf-8")
     assert page.count("<svg") == 2 and "starter-zh-01" in page and "starter-en-01" in page
     assert json.loads(outcome.reports["json"].read_text(encoding="utf-8"))["id"] == run.id

@@ -200,8 +200,9 @@ def cmd_ls(args, services) -> int:
         pr = "-" if m.get("pass_rate") is None else f"{100 * m['pass_rate']:.0f}%"
         cr = "-" if m.get("citation_rate") is None else f"{100 * m['citation_rate']:.0f}%"
         p50 = "-" if m.get("latency_p50_s") is None else f"{m['latency_p50_s']:.2f}s"
+        done = str(r.n_cases) if r.complete else f"{m.get('n_cases', 0)}/{r.n_cases}"
         print(f"{r.id:22s} {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created_at)):16s} {r.status:10s} "
-              f"{r.set_name[:12]:12s} {r.n_cases:>5d} {pr:>6s} {cr:>6s} {p50:>6s} {(r.git_rev or '-')[:8]:8s}")
+              f"{r.set_name[:12]:12s} {done:>5s} {pr:>6s} {cr:>6s} {p50:>6s} {(r.git_rev or '-')[:8]:8s}")
     return 0
 
 
@@ -216,7 +217,8 @@ def cmd_show(args, services) -> int:
     print(f"run {run.id}: {run.status}" + (f" ({run.note})" if run.note else ""))
     print(f"set {run.set_name} ({run.set_path}), sha256 {run.dataset_sha256[:12]}, git {run.git_rev or '-'}")
     sysd = run.config.get("system", {})
-    print(f"model {sysd.get('model')} / {sysd.get('backend')}, max_tokens {sysd.get('max_tokens')}")
+    print(f"model {sysd.get('model')} / {sysd.get('backend')}, max new tokens chat {sysd.get('chat_max_tokens')} "
+          f"/ RAG {sysd.get('rag_max_tokens')}")
     if run.metrics:
         print("\n".join(summary_lines(run.metrics, run.config.get("cost", {}).get("description"))))
     shown = run.results if args.all else [r for r in run.results if not r.passed]

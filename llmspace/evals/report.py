@@ -143,7 +143,8 @@ def render_html(run: RunRecord) -> str:
     rows = [("status", run.status), ("eval set", f"{run.set_name} ({run.set_path})"),
             ("dataset sha256", run.dataset_sha256[:16]), ("git revision", run.git_rev or "unknown"),
             ("model / backend", f"{cfg.get('system', {}).get('model')} / {cfg.get('system', {}).get('backend')}"),
-            ("max tokens", cfg.get("system", {}).get("max_tokens")),
+            ("max new tokens (chat / RAG)", f"{cfg.get('system', {}).get('chat_max_tokens')} / "
+                                            f"{cfg.get('system', {}).get('rag_max_tokens')}"),
             ("cases", f"{m.get('n_cases', 0)} ({m.get('n_errors', 0)} errors)"),
             ("pass rate", _pct(m.get("pass_rate"))),
             ("citation rate", f"{_pct(m.get('citation_rate'))} of {m.get('n_rag', 0)} RAG answers"),

@@ -99,6 +99,7 @@ class ServicesSystem:
         self.services = services
         self.index_override = index
         self.pattern = pattern
+        self.max_tokens = max_tokens  # None: each path's own default, as served
         self.params = GenerationParams(max_new_tokens=max_tokens or services.settings.default_max_tokens)
         self._rag = None
         if pattern is not None:
@@ -111,10 +112,13 @@ class ServicesSystem:
         return self._rag
 
     def describe(self) -> dict:
+        from llmspace.rag.answer import AnswerParams
+
         s = self.services.settings
         return {"model": s.chat_model, "backend": s.backend, "index_override": self.index_override,
-                "pattern": self.pattern, "max_tokens": self.params.max_new_tokens, "temperature": 0.0,
-                "rag_mode": "auto"}
+                "pattern": self.pattern, "max_tokens": self.max_tokens, "temperature": 0.0,
+                "chat_max_tokens": self.params.max_new_tokens,
+                "rag_max_tokens": self.max_tokens or AnswerParams().max_new_tokens, "rag_mode": "auto"}
 
     def index_for(self, case: EvalCase) -> str | None:
         return (self.index_override or case.index) if case.index else None
@@ -122,7 +126,8 @@ class ServicesSystem:
     def __call__(self, case: EvalCase) -> SystemOutput:
         index = self.index_for(case)
         if index:
-            answer = self.rag.answer(case.prompt_text, index, max_tokens=self.params.max_new_tokens)
+            kw = {"max_tokens": self.max_tokens} if self.max_tokens else {}
+            answer = self.rag.answer(case.prompt_text, index, **kw)
             return from_answer(answer)
         from llmspace.chat import chat
 
