@@ -156,3 +156,14 @@ def test_best_support_picks_the_source_sharing_the_answer_words():
     hits = _hits(3)
     hits[2].chunk.text = "Honey bees cluster together to keep the hive warm in winter."
     assert citations.best_support("Bees cluster to keep the hive warm.", hits)[0] == 3
+
+
+def test_bundled_index_without_a_corpus_reports_it_and_takes_a_one_argument_logger(settings, tmp_path):
+    from types import SimpleNamespace
+
+    from llmspace.rag.bundled import ensure_bundled_index
+
+    said = []
+    result = ensure_bundled_index(SimpleNamespace(settings=settings), progress=lambda msg: said.append(msg),
+                                  corpus=tmp_path / "none")
+    assert result["status"] == "no_corpus" and said and said[0].startswith("llmspace: roadmap index")

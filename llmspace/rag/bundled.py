@@ -8,7 +8,9 @@ manifest, returns at once when they match (no model is loaded), and otherwise
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Callable
 
 from llmspace.rag.build import Progress, files_fingerprint
 from llmspace.rag.chunking import ChunkerSettings
@@ -36,10 +38,12 @@ def bundled_status(settings, corpus: Path = CORPUS_DIR, name: str = BUNDLED_INDE
     return "current" if same else "outdated"
 
 
-def ensure_bundled_index(services, progress: Progress | None = None, corpus: Path = CORPUS_DIR,
-                         name: str = BUNDLED_INDEX) -> dict:
-    """Build the bundled index if it is missing or outdated. Returns
-    ``{"name", "status": "current" | "built" | "no_corpus", "report": dict | None}``."""
+def ensure_bundled_index(services, progress: Progress | Callable[[str], None] | None = None,
+                         corpus: Path = CORPUS_DIR, name: str = BUNDLED_INDEX) -> dict:
+    """Build the bundled index if it is missing or outdated. ``progress`` is
+    ``(fraction, message)`` or a plain ``(message)`` printer (the server's log).
+    Returns ``{"name", "status": "current" | "built" | "no_corpus", "report": dict | None}``."""
+    progress = _two_args(progress)
     status = bundled_status(services.settings, corpus, name)
     if status in ("current", "no_corpus"):
         if progress:
@@ -47,3 +51,16 @@ def ensure_bundled_index(services, progress: Progress | None = None, corpus: Pat
         return {"name": name, "status": status, "report": None}
     report = services.rag.build([corpus], name, progress=progress)
     return {"name": name, "status": "built", "report": report.to_dict()}
+
+
+def _two_args(progress) -> Progress | None:
+    if progress is None:
+        return None
+    try:
+        params = [p for p in inspect.signature(progress).parameters.values()
+                  if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return progress
+    if len(params) == 1:
+        return lambda fraction, message: progress(f"llmspace: roadmap index {fraction * 100:.0f}%: {message}")
+    return progress

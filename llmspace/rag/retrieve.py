@@ -116,13 +116,8 @@ class Retriever:
         if qvec is None:
             qvec = self.embedder.embed([query])[0]
         cos = self.index.vectors(rows) @ qvec  # dense similarity for every candidate (MMR, relevance)
-        qbigrams = cjk_bigrams(query) if lang == "zh" else set()
         for row, c in zip(rows, cos):
             scores[row].setdefault("dense", float(c))
-            scores[row]["coverage"] = round(self.index.coverage(terms, self.terms_of(row)), 4)
-            if qbigrams:
-                chunk = self.index.chunks[row]
-                scores[row]["bigrams"] = round(len(qbigrams & cjk_bigrams(embed_text(chunk))) / len(qbigrams), 4)
 
         norm = sum(weights.get(n, 0.0) for n in ranked) / (p.rrf_k + 1) or 1.0
         key = {"dense": "dense", "bm25": "bm25", "hybrid": "rrf"}[p.mode]
@@ -143,6 +138,14 @@ class Retriever:
         if p.mmr_lambda is not None and len(order) > 1:
             order = mmr(order, {r: scores[r]["score"] for r in order}, self.index.vectors(order), p.mmr_lambda,
                         p.top_k)
+        # term coverage (and, for Chinese, bigram overlap) of the returned hits only: it
+        # tokenises each chunk, too slow to do for every candidate of a large index
+        qbigrams = cjk_bigrams(query) if lang == "zh" else set()
+        for row in order[:p.top_k]:
+            scores[row]["coverage"] = round(self.index.coverage(terms, self.terms_of(row)), 4)
+            if qbigrams:
+                text = embed_text(self.index.chunks[row])
+                scores[row]["bigrams"] = round(len(qbigrams & cjk_bigrams(text)) / len(qbigrams), 4)
         hits = []
         for rank, row in enumerate(order[:p.top_k], start=1):
             d = scores[row]
