@@ -1,7 +1,7 @@
 """Export figures for the default model (SmolLM2-135M-Instruct):
 
-    .venv/bin/python benchmarks/bench_export.py [--dtypes fp32,q8,q4] [--runs 3] [--tokens 64]
-                                                [--browser-dtypes q8,q4] [--no-browser] [--keep DIR]
+    .venv/bin/python benchmarks/bench_export.py [--dtypes fp32,q8,q4,int8] [--runs 3] [--tokens 64]
+                                                [--browser-dtypes q8,q4,int8] [--no-browser] [--keep DIR]
 
 1. export: Optimum export and quantization time, file size per dtype, parity vs PyTorch;
 2. server: greedy decode of --tokens new tokens after a ~40-token chat prompt, tok/s
@@ -39,16 +39,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def decode_figures(engine, messages, tokens: int, runs: int) -> dict:
+def decode_figures(engines: dict, messages, tokens: int, runs: int) -> dict:
+    """Round-robin over the engines, ``runs`` rounds, medians: the machine is shared, so
+    a burst of someone else's load hits every backend alike rather than one."""
     from llmspace.engine.base import GenerationParams, complete
 
     params = GenerationParams(max_new_tokens=tokens)
-    complete(engine, messages, GenerationParams(max_new_tokens=4))  # warm-up
-    rows = [complete(engine, messages, params) for _ in range(runs)]
-    return {"tok_s": statistics.median(r.timings["tokens_per_s"] for r in rows),
-            "ttft_s": statistics.median(r.timings["ttft_s"] for r in rows),
-            "tokens": rows[0].usage.completion_tokens, "prompt_tokens": rows[0].usage.prompt_tokens,
-            "text": rows[0].text}
+    for engine in engines.values():
+        complete(engine, messages, GenerationParams(max_new_tokens=4))  # load + warm-up
+    done = {name: [] for name in engines}
+    for _ in range(runs):
+        for name, engine in engines.items():
+            done[name].append(complete(engine, messages, params))
+    return {name: {"tok_s": statistics.median(r.timings["tokens_per_s"] for r in rows),
+                   "ttft_s": statistics.median(r.timings["ttft_s"] for r in rows),
+                   "tokens": rows[0].usage.completion_tokens, "prompt_tokens": rows[0].usage.prompt_tokens,
+                   "load_s": engines[name].load_seconds}
+            for name, rows in done.items()}
 
 
 def serve_in_thread(settings):
@@ -103,8 +110,8 @@ def browser_figures(settings, name: str, dtypes: list[str], tokens: int) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dtypes", default="fp32,q8,q4")
-    ap.add_argument("--browser-dtypes", default="q8,q4")
+    ap.add_argument("--dtypes", default="fp32,q8,q4,int8")
+    ap.add_argument("--browser-dtypes", default="q8,q4,int8")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--no-browser", action="store_true")
@@ -124,7 +131,8 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         (home / "models").symlink_to(user_models, target_is_directory=True)  # reuse the converted model
     settings = Settings.load(env={}, home=home)
-    print(f"machine: {os.cpu_count()} cores, {cpu_name()}; torch threads {__import__('torch').get_num_threads()}")
+    print(f"machine: {os.cpu_count()} cores, {cpu_name()}; torch threads {__import__('torch').get_num_threads()}; "
+          f"load average {os.getloadavg()[0]:.1f} (the cores are shared: compare ratios within this run)")
 
     out = settings.exports_dir / "smollm2-135m-instruct"
     t0 = time.perf_counter()
@@ -136,17 +144,16 @@ def main() -> None:
 
     messages = [Message("user", PROMPT)]
     print(f"\n== server decode: {args.tokens} new tokens, greedy, batch 1, median of {args.runs} ==")
-    rows = {"torch fp32": decode_figures(TorchEngine(settings, "default"), messages, args.tokens, args.runs)}
-    for dtype in result.dtypes:
-        rows[f"onnx {dtype}"] = decode_figures(OnnxEngine(settings, str(out), dtype=dtype), messages,
-                                               args.tokens, args.runs)
+    engines = {"torch fp32": TorchEngine(settings, "default"),
+               **{f"onnx {d}": OnnxEngine(settings, str(out), dtype=d) for d in result.dtypes}}
+    rows = decode_figures(engines, messages, args.tokens, args.runs)
     base = rows["torch fp32"]["tok_s"]
     sizes = {"torch fp32": 538e6, **{f"onnx {d}": i["bytes"] for d, i in result.files.items()}}
     print(f"  prompt {rows['torch fp32']['prompt_tokens']} tokens")
-    print(f"  {'backend':11s} {'tok/s':>7s} {'x torch':>8s} {'ttft s':>7s} {'% bw limit':>10s}")
+    print(f"  {'backend':11s} {'load s':>7s} {'tok/s':>7s} {'x torch':>8s} {'ttft s':>7s} {'% bw limit':>10s}")
     for name, r in rows.items():
         limit = BANDWIDTH_GBS * 1e9 / sizes[name]
-        print(f"  {name:11s} {r['tok_s']:7.1f} {r['tok_s'] / base:8.2f} {r['ttft_s']:7.3f} "
+        print(f"  {name:11s} {r['load_s']:7.2f} {r['tok_s']:7.1f} {r['tok_s'] / base:8.2f} {r['ttft_s']:7.3f} "
               f"{100 * r['tok_s'] / limit:9.0f}%")
 
     if not args.no_browser:

@@ -33,14 +33,14 @@ def tiny_src(tmp_path_factory, shared_models_dir):
 
 def test_layout_is_what_transformers_js_loads(export_dir):
     assert check_layout(export_dir, ["fp32", "q8", "q4"]) == []
-    for name in DTYPE_FILES.values():
-        assert (export_dir / "onnx" / name).stat().st_size > 0
+    for dtype in ("fp32", "q8", "q4"):
+        assert (export_dir / "onnx" / DTYPE_FILES[dtype]).stat().st_size > 0
     assert not (export_dir / "chat_template.jinja").exists()
     tc = read_json(export_dir / "tokenizer_config.json")
     assert "<|im_start|>" in tc["chat_template"] and tc["tokenizer_class"] == "GPT2Tokenizer"
     assert read_json(export_dir / "generation_config.json")["eos_token_id"] == 2
     assert read_json(export_dir / "config.json")["model_type"] == "llama"
-    sizes = {d: (export_dir / "onnx" / f).stat().st_size for d, f in DTYPE_FILES.items()}
+    sizes = {d: (export_dir / "onnx" / DTYPE_FILES[d]).stat().st_size for d in ("fp32", "q8", "q4")}
     assert sizes["q8"] < sizes["fp32"] / 3 and sizes["q4"] < sizes["fp32"] / 3
 
 
@@ -200,11 +200,12 @@ def test_export_cli_writes_report(tiny_src, tmp_path, capsys):
     from llmspace.cli import main
 
     out = tmp_path / "cli-export"
-    assert main(["export", "onnx", "--model", str(tiny_src), "--dtype", "q8", "--out", str(out),
+    assert main(["export", "onnx", "--model", str(tiny_src), "--dtype", "int8,q8", "--out", str(out),
                  "--steps", "4", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["passed"] and list(report["files"]) == ["q8"]
-    assert not (out / "onnx" / "model.onnx").exists() and check_layout(out, ["q8"]) == []
+    assert report["passed"] and list(report["files"]) == ["int8", "q8"]
+    assert report["files"]["int8"]["path"] == "onnx/model_int8.onnx"
+    assert not (out / "onnx" / "model.onnx").exists() and check_layout(out, ["int8", "q8"]) == []
 
 
 def test_default_settings_name_the_export_folder(settings):

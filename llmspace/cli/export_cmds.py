@@ -20,7 +20,7 @@ def register(sub, common) -> None:
 
     r = es.add_parser("onnx", parents=[common], help="chat model (+ LoRA adapter) -> ONNX fp32/q8/q4 + parity report")
     r.add_argument("--adapter", help="LoRA adapter folder to merge first (peft)")
-    r.add_argument("--dtype", default="fp32,q8,q4", help="comma-separated: fp32, q8, q4 (default: all three)")
+    r.add_argument("--dtype", default="fp32,q8,q4", help="comma-separated: fp32, q8, q4, int8 (default: fp32,q8,q4)")
     r.add_argument("--out", help="output folder (default: LLMSPACE_HOME/exports/<model name>)")
     r.add_argument("--force", action="store_true", help="replace an existing output folder")
     r.add_argument("--steps", type=int, default=16, help="greedy steps compared in the parity check")
@@ -41,7 +41,7 @@ def register(sub, common) -> None:
     r = es.add_parser("compare", parents=[common], help="one prompt on PyTorch and ONNX: load s, first token s, tok/s")
     r.add_argument("prompt")
     r.add_argument("--export", help="export name or folder (default: the chat model's export)")
-    r.add_argument("--dtype", choices=["fp32", "q8", "q4"])
+    r.add_argument("--dtype", choices=["fp32", "q8", "q4", "int8"])
     r.add_argument("--max-tokens", type=int, default=64)
     r.add_argument("--json", action="store_true")
     r.set_defaults(handler=cmd_compare)

@@ -11,7 +11,7 @@ browser test compares Transformers.js against, token for token.
 
 Which file: ``LLMSPACE_CHAT_MODEL`` names an export (a folder under
 ``LLMSPACE_HOME/exports``, a registry name exported there, or any export
-folder), optionally with ``:fp32``, ``:q8`` or ``:q4``; or a ``.onnx`` file
+folder), optionally with ``:fp32``, ``:q8``, ``:q4`` or ``:int8``; or a ``.onnx`` file
 inside an export. Without a dtype, q8 is served when present (fastest on CPU),
 then fp32, then q4.
 """
@@ -30,7 +30,7 @@ from llmspace.engine.common import StopMatcher, check_context
 from llmspace.errors import ModelLoadError, ModelNotFoundError
 from llmspace.export.layout import DTYPE_FILES
 
-PREFERENCE = ("q8", "fp32", "q4")
+PREFERENCE = ("q8", "fp32", "q4", "int8")
 
 
 def resolve_export(ref: str, exports_dir: Path, dtype: str | None = None) -> tuple[Path, str]:

@@ -8,7 +8,8 @@ An export folder looks like::
     README.md (model card)  llmspace_export.json (how it was made, parity report)
 
 Transformers.js picks the file from its ``dtype`` option: fp32 -> ``model.onnx``,
-q8 -> ``model_quantized.onnx``, q4 -> ``model_q4.onnx``.
+q8 -> ``model_quantized.onnx``, q4 -> ``model_q4.onnx``, int8 -> ``model_int8.onnx``
+(int8 is opt-in: ``--dtype fp32,q8,q4,int8``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from llmspace.export.errors import ExportError
 
-DTYPE_FILES: dict[str, str] = {"fp32": "model.onnx", "q8": "model_quantized.onnx", "q4": "model_q4.onnx"}
+DTYPE_FILES: dict[str, str] = {"fp32": "model.onnx", "q8": "model_quantized.onnx", "q4": "model_q4.onnx",
+                               "int8": "model_int8.onnx"}
 META_FILE = "llmspace_export.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 REQUIRED_FILES = ("config.json", "generation_config.json", *TOKENIZER_FILES)
@@ -53,7 +55,8 @@ def available_dtypes(folder: Path) -> list[str]:
 def check_layout(folder: Path, dtypes: list[str] | None = None) -> list[str]:
     """Problems that would stop Transformers.js loading ``folder`` (empty list: fine)."""
     folder = Path(folder)
-    problems = [f"missing {name}" for name in REQUIRED_FILES if not (folder / name).exists()]
+    required = REQUIRED_FILES if _is_chat(folder) else ("config.json", *TOKENIZER_FILES)
+    problems = [f"missing {name}" for name in required if not (folder / name).exists()]
     for dtype in dtypes or available_dtypes(folder) or ["fp32"]:
         if not onnx_path(folder, dtype).exists():
             problems.append(f"missing onnx/{DTYPE_FILES[dtype]} ({dtype})")
@@ -64,8 +67,7 @@ def check_layout(folder: Path, dtypes: list[str] | None = None) -> list[str]:
     tc = folder / "tokenizer_config.json"
     if tc.exists():
         try:
-            if not json.loads(tc.read_text(encoding="utf-8")).get("chat_template") and (
-                    folder / "config.json").exists() and _is_chat(folder):
+            if not json.loads(tc.read_text(encoding="utf-8")).get("chat_template") and _is_chat(folder):
                 problems.append("tokenizer_config.json has no chat_template")
         except ValueError:
             problems.append("tokenizer_config.json is not valid JSON")

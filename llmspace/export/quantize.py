@@ -14,6 +14,10 @@ does not). The embedding ``Gather`` is stored in int8 (one scale per tensor).
 - q4: 4-bit blocks; about 0.72 bytes per weight with the int8 embedding table
   (a 4-bit MatMul pass alone leaves that 49152-row table, a third of
   SmolLM2-135M, in fp32, making q4 larger than q8).
+- int8 (opt-in): onnxruntime's dynamic int8 quantization (``MatMulInteger``, one
+  activation scale per tensor). Least faithful (see q8 above) but the fastest in
+  onnxruntime-web's WASM backend, whose ``MatMulNBits`` has no int8 kernels
+  (measured in headless Chromium: ~2.8x the tok/s of q8/q4).
 Needs the ``onnx-ir`` package (onnxruntime's ``MatMulNBitsQuantizer`` imports it).
 """
 
@@ -56,4 +60,11 @@ def quantize_q4(src: Path, dst: Path) -> None:
     quantize_weights(src, dst, bits=4)
 
 
-QUANTIZERS = {"q8": quantize_q8, "q4": quantize_q4}
+def quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=False, reduce_range=False,
+                     extra_options={"EnableSubgraph": True})
+
+
+QUANTIZERS = {"q8": quantize_q8, "q4": quantize_q4, "int8": quantize_int8}

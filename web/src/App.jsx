@@ -6,8 +6,9 @@ import Compare from './Compare.jsx';
 import Search from './Search.jsx';
 
 const params = new URLSearchParams(location.search);
-// WASM prefers int8 (fast CPU kernels); WebGPU prefers 4-bit (MatMulNBits runs on the GPU).
-const PREFERRED = { wasm: ['q8', 'q4', 'fp32'], webgpu: ['q4', 'fp32', 'q8'] };
+// WASM prefers q8 (faithful; int8 is faster there but less faithful: pick it in the list);
+// WebGPU prefers 4-bit (MatMulNBits runs on the GPU).
+const PREFERRED = { wasm: ['q8', 'q4', 'int8', 'fp32'], webgpu: ['q4', 'fp32', 'q8', 'int8'] };
 
 export default function App() {
   const [models, setModels] = useState([]);
