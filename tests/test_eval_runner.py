@@ -182,3 +182,17 @@ def test_incomplete_report_says_so(eval_set, store, tmp_path):
         run_eval(eval_set, FakeSystem(good_outputs(), interrupt_at=2), store)
     page = write_reports(store.get(ei.value.run_id), tmp_path)["html"].read_text(encoding="utf-8")
     assert "<b>incomplete</b>" in page
+
+
+def test_citation_precision_counts_each_cited_chunk_once(tmp_path):
+    from llmspace.evals.metrics import citation_precision
+    from llmspace.evals.report import _cited_html
+    from llmspace.evals.results import CaseResult
+
+    gold = {"chunk_id": "05-rag:1", "source": "en/05-rag.md", "n": 1, "valid": True}
+    other = {"chunk_id": "02:1", "source": "en/02.md", "n": 2, "valid": True}
+    bad = [{"chunk_id": "", "source": "", "n": n, "valid": False} for n in range(3, 12)]
+    r = CaseResult("c", "rag", "q", [], ["en/05-rag.md"], cited=[gold, gold, gold, other, *bad])
+    assert citation_precision(r) == 0.5
+    html = _cited_html(r.cited)
+    assert html.count("en/05-rag.md") == 1 and "invalid: [3] [4] [5] [6] [7] … (9)" in html

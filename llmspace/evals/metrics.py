@@ -39,7 +39,8 @@ def _refs(dicts: list[dict]) -> list[SourceRef]:
 
 
 def citation_precision(r: CaseResult) -> float | None:
-    cited = [c for c in _refs(r.cited) if c.valid]
+    # a set: citing the same chunk three times is one citation
+    cited = list({c.chunk_id: c for c in _refs(r.cited) if c.valid}.values())
     if not cited or not r.gold_sources:
         return None
     return sum(any(c.matches(g) for g in r.gold_sources) for c in cited) / len(cited)

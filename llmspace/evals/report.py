@@ -185,8 +185,7 @@ def _case_table(run: RunRecord) -> str:
             for a in r.assertions) or '<span class="muted">none</span>'
         if r.error:
             checks = f'<span class="fail">error</span> {_e(r.error)}<br>' + checks
-        cited = ", ".join(f"[{c.get('n')}] {c.get('source')}" + ("" if c.get("valid") else " (invalid)")
-                          for c in r.cited) or '<span class="muted">-</span>'
+        cited = _cited_html(r.cited)
         retrieved = ", ".join(_e(s.get("chunk_id")) for s in r.retrieved)
         judge = f"<br><span class=\"muted\">judge: {r.judge.get('faithfulness')}</span>" if r.judge else ""
         body.append(
@@ -198,3 +197,14 @@ def _case_table(run: RunRecord) -> str:
             + f"</details></td><td>{checks}</td><td>{cited}{judge}</td><td>{r.prompt_tokens}+{r.completion_tokens}"
             f"</td><td>{_sec(r.total_s)}</td><td>{_usd(r.cost_usd)}</td></tr>")
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def _cited_html(cited: list[dict]) -> str:
+    """Valid citations once each; invalid [n] summarised (a small model may emit dozens)."""
+    valid = {c.get("n"): c for c in cited if c.get("valid")}
+    parts = [f"[{n}] {_e(c.get('source'))}" for n, c in sorted(valid.items(), key=lambda kv: kv[0] or 0)]
+    bad = sorted({c.get("n") for c in cited if not c.get("valid")}, key=lambda n: n or 0)
+    if bad:
+        shown = " ".join(f"[{n}]" for n in bad[:5]) + (" …" if len(bad) > 5 else "")
+        parts.append(f'<span class="fail">invalid: {shown} ({len(bad)})</span>')
+    return "<br>".join(parts) or '<span class="muted">-</span>'

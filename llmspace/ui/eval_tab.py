@@ -56,7 +56,8 @@ def case_rows(run) -> list[list]:
     rows = []
     for r in run.results:
         fails = "; ".join(f"{a.type}: {a.detail}" for a in r.assertions if not a.passed)
-        cited = ", ".join(f"[{c['n']}] {c['source']}" for c in r.cited if c.get("valid"))
+        cited = ", ".join(f"[{n}] {src}" for n, src in sorted({c["n"]: c["source"] for c in r.cited
+                                                                 if c.get("valid")}.items()))
         rows.append([r.case_id, "pass" if r.passed else ("error" if r.error else "fail"), ", ".join(r.tags),
                      r.question, r.output.strip()[:300], r.error or fails, cited,
                      f"{r.prompt_tokens}+{r.completion_tokens}", round(r.total_s or 0.0, 2)])
