@@ -65,3 +65,9 @@ def test_feedback_row_under_a_markdown_answer(settings):
     assert fn("What is RRF?", "Rank fusion [1].", "nice", "roadmap") == ""
     [row] = list_feedback(settings.db_path)
     assert (row["rating"], row["comment"], row["index_name"], row["kind"]) == ("up", "nice", "roadmap", "rag")
+
+
+def test_an_html_answer_is_stored_as_text():
+    assert eval_tab._text('<div class="a"><p>Rank fusion <sup>[1]</sup> &amp; more</p><p>next</p></div>') == \
+        "Rank fusion [1] & more\nnext"
+    assert eval_tab._text("2 < 3 and 4 > 1") == "2 < 3 and 4 > 1"

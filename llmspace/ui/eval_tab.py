@@ -8,6 +8,7 @@ Plain functions first (testable without a browser), then the layout.
 from __future__ import annotations
 
 import html
+import re
 
 import gradio as gr
 
@@ -153,7 +154,12 @@ def _text(m) -> str:
         return "".join(b.get("text", "") for b in content if isinstance(b, dict))
     if isinstance(content, dict):
         return content.get("text", content.get("value", ""))
-    return "" if content is None else str(content)
+    text = "" if content is None else str(content)
+    if "<" in text and re.search(r"</?(p|div|span|br|sup|a|b|i|em|strong|ol|ul|li)\b", text):
+        # an answer shown in gr.HTML: keep what the reader saw, not the markup
+        text = html.unescape(re.sub(r"<br\s*/?>|</p>|</li>|</div>", "\n", text))
+        text = re.sub(r"<[^>]+>", "", text).strip()
+    return text
 
 
 def wire_feedback(chatbot: gr.Chatbot, services, kind: str = "chat", index_component=None) -> None:
