@@ -35,9 +35,11 @@ def test_config_parsing_and_errors(tmp_path):
     f.write_text(json.dumps({"split": 0.2}), encoding="utf-8")
     assert parse_ab_config(str(f)).split == 0.2
     assert parse_ab_config('{"enabled": false}') is None
+    assert parse_ab_config('{"b": {"name": "wide", "retrieval": {"top_k": 8}}}').b.retrieval == {"top_k": 8}
     for bad, words in [('{"split": 2}', "split"), ('{"splt": 0.5}', "splt"), ("{nope", "not valid JSON"),
                        ('{"b": {"name": "x", "settings": {"chat_modle": "y"}}}', "chat_modle"),
                        (str(tmp_path / "missing.json"), "cannot be read"),
+                       ('{"b": {"name": "x", "retrieval": {"topk": 3}}}', "topk"),
                        ('{"a": {"name": "same"}, "b": {"name": "same"}}', "different names")]:
         with pytest.raises(ConfigError, match=words):
             parse_ab_config(bad)

@@ -12,7 +12,7 @@ The configuration is a JSON object, in the setting ``ab`` (the JSON itself or
 a path to a .json file)::
 
     {"split": 0.5, "a": {"name": "baseline"},
-     "b": {"name": "few-shot", "pattern": "few-shot", "settings": {"default_max_tokens": 128}}}
+     "b": {"name": "wider", "retrieval": {"top_k": 8}, "settings": {"default_max_tokens": 128}}}
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Variant(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="Settings overrides for this arm.")
     pattern: str | None = Field(None, description="Prompt pattern from llmspace.prompts.")
     system_prompt: str | None = Field(None, description="Replaces (or adds) the system message.")
+    retrieval: dict[str, Any] = Field(default_factory=dict,
+                                      description="RAG retrieval options for this arm (top_k, mode, mmr_lambda, ...).")
 
 
 class ABConfig(BaseModel):
@@ -85,6 +87,13 @@ def parse_ab_config(value: str | dict | None) -> ABConfig | None:
         if unknown:
             raise ConfigError(f"A/B variant {v.name!r} overrides unknown setting(s) {', '.join(unknown)}.",
                               param="ab")
+        if v.retrieval:
+            from llmspace.rag.retrieve import RetrievalParams
+
+            bad = [k for k in v.retrieval if k not in RetrievalParams.__dataclass_fields__]
+            if bad:
+                raise ConfigError(f"A/B variant {v.name!r} has unknown retrieval option(s) {', '.join(bad)}.",
+                                  param="ab")
     return cfg if cfg.enabled else None
 
 
@@ -112,6 +121,11 @@ class Arm:
             from llmspace.evals.runner import _load_pattern
 
             self._pattern = _load_pattern(variant.pattern)
+
+    @property
+    def retrieval(self) -> dict:
+        """Keyword arguments for ``services.rag.answer`` on this arm."""
+        return dict(self.variant.retrieval)
 
     def apply(self, messages: list) -> list:
         msgs = [m if isinstance(m, dict) else m.to_dict() for m in messages]
