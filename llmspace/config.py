@@ -45,6 +45,13 @@ class Settings(BaseModel):
     language: Literal["en", "zh"] = Field("en", description="Default UI language.")
     default_index: str = Field("roadmap", description="Index the RAG tab and `ask --index` use by default.")
     index_bundled_corpus: bool = Field(True, description="Build the bundled roadmap index on first start.")
+    # evaluation and online A/B (docs/evals.md)
+    ab: str | None = Field(None, description="Online A/B: JSON, or a path to a .json file (docs/evals.md).")
+    eval_usd_per_hour: float | None = Field(None, ge=0, description="Hardware price/hour for cost (default 0.10).")
+    eval_usd_per_1m_prompt_tokens: float | None = Field(None, ge=0,
+                                                        description="Per-token price (switches cost to tokens).")
+    eval_usd_per_1m_completion_tokens: float | None = Field(None, ge=0)
+    eval_judge_model: str | None = Field(None, description="Model for `eval run --judge` (default: chat model).")
 
     # ---- derived paths -------------------------------------------------
     @property

@@ -134,3 +134,12 @@ def test_sdk_raises_typed_errors(client):
         client.chat.completions.create(model="gpt-9", messages=FRANCE)
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="default", messages=FRANCE, max_tokens=-1)
+
+
+def test_chat_answers_are_recorded_for_feedback_by_id(live_server, client):
+    r = client.chat.completions.create(model="default", messages=FRANCE, max_tokens=30)
+    fb = httpx.post(f"{live_server}/v1/feedback", json={"rating": "up", "response_id": r.id, "comment": "right"},
+                    timeout=30)
+    assert fb.status_code == 200, fb.text
+    exported = httpx.get(f"{live_server}/v1/feedback/export", timeout=30).text
+    assert "What is the capital of France?" in exported and "Paris" in exported

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmspace.chat import chat_stream, check_model_name, prepare
 from llmspace.engine.base import GenerationParams
 from llmspace.errors import ModelNotFoundError, ValidationError
+from llmspace.serve.eval_routes import choose_arm, record
 
 router = APIRouter(prefix="/v1")
 
@@ -97,19 +98,28 @@ def list_models(request: Request):
 async def chat_completions(req: ChatRequest, request: Request):
     services = _services(request)
     check_model_name(services, req.model)
-    params = _params(req, services.settings.default_max_tokens)
-    msgs = await run_in_threadpool(prepare, services, req.messages, params)
+    arm = choose_arm(services, request, req.user)  # online A/B: None when LLMSPACE_AB is off
+    svc = arm.services if arm else services
+    params = _params(req, svc.settings.default_max_tokens)
+    msgs = await run_in_threadpool(prepare, svc, arm.apply(req.messages) if arm else req.messages, params)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    model = services.engine.model_id
+    model = svc.engine.model_id
+    variant = arm.name if arm else None
+
+    def log(text: str, last) -> None:  # for feedback by id and `llmspace ab report`
+        record(services, request, response_id=cid, kind="chat", question=req.messages, answer=text,
+               usage=last.usage, timings=last.timings, model=model, arm=arm, user=req.user)
 
     if not req.stream:
         def run():
             parts, last = [], None
-            for d in chat_stream(services, msgs, params, prepared=True):
+            for d in chat_stream(svc, msgs, params, prepared=True):
                 parts.append(d.text)
                 last = d
-            return "".join(parts), last
+            text = "".join(parts)
+            log(text, last)
+            return text, last
 
         text, last = await run_in_threadpool(run)
         return {
@@ -117,7 +127,7 @@ async def chat_completions(req: ChatRequest, request: Request):
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": last.finish_reason, "logprobs": None}],
             "usage": last.usage.to_dict(),
-            "llmspace": {"timings": last.timings},
+            "llmspace": {"timings": last.timings, "variant": variant},
         }
 
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -129,19 +139,24 @@ async def chat_completions(req: ChatRequest, request: Request):
 
     def events():
         yield chunk({"role": "assistant", "content": ""})
-        for d in chat_stream(services, msgs, params, prepared=True):
+        parts = []
+        for d in chat_stream(svc, msgs, params, prepared=True):
             if d.text:
+                parts.append(d.text)
                 yield chunk({"content": d.text})
             if d.finish_reason is not None:
-                yield chunk({}, d.finish_reason, llmspace={"timings": d.timings})
+                log("".join(parts), d)
+                yield chunk({}, d.finish_reason, llmspace={"timings": d.timings, "variant": variant})
                 if include_usage:
                     body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                             "choices": [], "usage": d.usage.to_dict()}
                     yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if variant:
+        headers["X-LLMSpace-Variant"] = variant
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 @router.post("/embeddings")

@@ -8,6 +8,7 @@ import gradio as gr
 from llmspace.chat import chat_stream, prepare
 from llmspace.engine.base import GenerationParams
 from llmspace.errors import LLMSpaceError
+from llmspace.ui.eval_tab import wire_feedback
 
 
 def _stats(d) -> str:
@@ -70,3 +71,4 @@ def build(services, t) -> None:
     msg.submit(_respond, inputs, [chatbot, stats], api_visibility="private", concurrency_id="model").then(
         lambda: "", None, msg, api_visibility="private")
     clear.click(lambda: ([], ""), None, [chatbot, stats], api_visibility="private")
+    wire_feedback(chatbot, services, kind="chat")  # 👍/👎 on answers, stored for `llmspace feedback export`

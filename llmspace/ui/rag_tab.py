@@ -15,6 +15,7 @@ import gradio as gr
 
 from llmspace.errors import LLMSpaceError
 from llmspace.ui.i18n import add_strings
+from llmspace.ui.eval_tab import feedback_row
 
 add_strings(
     en={"tab_rag": "Ask the docs (RAG)", "rag_index": "Index", "rag_refresh": "Refresh",
@@ -179,6 +180,7 @@ def build(services, t) -> None:
             answer = gr.HTML(label=t("rag_answer"))
             cites = gr.HTML(label=t("rag_citations"))
             stats = gr.Markdown()
+            feedback_row(services, question, answer, kind="rag", index=index)
         with gr.Column(scale=1):
             mode = gr.Radio(["auto", "generate", "extractive"], value="auto", label=t("rag_mode"))
             top_k = gr.Slider(1, 10, value=4, step=1, label=t("rag_top_k"))
