@@ -27,11 +27,13 @@ PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is
 START = """
 import time, json, sys
 t0 = time.perf_counter()
+import torch, transformers, sentence_transformers  # the import cost, measured apart
+t1 = time.perf_counter()
 from llmspace.config import Settings
 from llmspace.serve.server import prepare_services
 s = Settings.load(home=sys.argv[1], index_bundled_corpus=False)
 svc = prepare_services(s)
-print(json.dumps({"seconds": time.perf_counter() - t0}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "imports": t1 - t0, "chat_load": svc.engine.load_seconds}))
 """
 
 
@@ -45,9 +47,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def timed_start(home: str) -> float:
+def timed_start(home: str) -> dict:
     out = subprocess.run([sys.executable, "-c", START, home], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def decode_figures(runs: int) -> dict:
@@ -130,14 +132,19 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, {cpu_name()}, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as home:
-        first = timed_start(home)  # converts the packaged GGUF
-        warm = statistics.median(timed_start(home) for _ in range(args.runs))
+        first = timed_start(home)["seconds"]  # converts the packaged GGUF
+        warms = [timed_start(home) for _ in range(args.runs)]
+        warm = statistics.median(w["seconds"] for w in warms)
+        imports = statistics.median(w["imports"] for w in warms)
+        chat_load = statistics.median(w["chat_load"] for w in warms)
         os.environ["LLMSPACE_HOME"] = home
         dec = decode_figures(args.runs)
         rss = server_rss(home)
     rows = [
         ("first start (GGUF conversion + load both models)", f"{first:.1f} s"),
         ("warm start (load both models), median", f"{warm:.1f} s"),
+        ("  of which importing torch/transformers/sentence-transformers", f"{imports:.1f} s"),
+        ("  of which loading the converted chat model", f"{chat_load:.2f} s"),
         ("prompt / completion tokens", f"{dec['prompt_tokens']} / {dec['completion_tokens']:.0f}"),
         ("time to first token, median", f"{dec['ttft_s'] * 1000:.0f} ms"),
         ("answer latency (64 new tokens), median", f"{dec['answer_latency_s']:.2f} s"),
