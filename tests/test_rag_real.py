@@ -318,3 +318,8 @@ def test_bundled_roadmap_index_builds_once_and_answers_in_both_languages(service
     assert zh.mode == "extractive" and zh.citations[0].source == "zh/05-rag.md"
     hits = services.rag.search("How should I choose the chunk size for RAG?", "roadmap", top_k=3)
     assert "en/05-rag.md" in [h.chunk.source for h in hits]
+    # a bilingual index answers each question from sources in its own language
+    en = services.rag.answer("What is reciprocal rank fusion and what k does it use?", "roadmap", top_k=4,
+                             mode="extractive")
+    assert en.sources and all(h.chunk.source.startswith("en/") for h in en.sources)
+    assert all(c.source.startswith("en/") for c in en.citations)

@@ -129,6 +129,9 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     notes_t = prompts()["notes"]
     hits = retriever.search(question, rp)
     good = relevant(hits, question, rp)
+    same_lang = [h for h in good if h.chunk.lang == lang]
+    if same_lang:  # a bilingual index answers in the question's language when it has sources in it
+        good = same_lang
     timings = {"retrieve_s": round(time.perf_counter() - t0, 4)}
     if not good:
         best = max((h.scores.get("coverage", 0.0) for h in hits), default=0.0)
