@@ -40,7 +40,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 screenshot: install
-	$(BIN)/python benchmarks/screenshot.py docs/screenshot.png
+	$(BIN)/python benchmarks/screenshot.py docs/screenshot.png --rag-out docs/screenshot-rag.png
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist .pytest_cache
