@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from typing import Iterable, Iterator
+
+from llmspace.engine.base import Delta, GenerationParams, Usage
 from llmspace.errors import ContextLengthError
 
 
@@ -57,3 +61,49 @@ class StopMatcher:
     def flush(self) -> str:
         out, self.buffer = self.buffer, ""
         return out
+
+
+def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids: set[int],
+                  params: GenerationParams) -> Iterator[Delta]:
+    """Turn a backend's lazy stream of chosen token ids into text deltas.
+
+    Shared by every local backend: stops at eos or a stop string, never emits
+    half a multi-byte character, and ends with a delta carrying finish reason,
+    usage and timings (ttft, total, decode tok/s after the first token).
+    """
+    stops = StopMatcher(params.stop)
+    t0 = time.perf_counter()
+    ttft, finish, emitted, out_ids = None, "length", "", []
+    for tid in token_ids:
+        if tid in eos_ids:
+            finish = "stop"
+            break
+        out_ids.append(tid)
+        if ttft is None:
+            ttft = time.perf_counter() - t0
+        text = tokenizer.decode(out_ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            continue
+        new, hit = stops.feed(text[len(emitted):])
+        emitted = text
+        if new:
+            yield Delta(new)
+        if hit:
+            finish = "stop"
+            break
+    tail = stops.flush()
+    if tail:
+        yield Delta(tail)
+    total = time.perf_counter() - t0
+    n = len(out_ids)
+    yield Delta(
+        "",
+        finish_reason=finish,
+        usage=Usage(prompt_tokens=prompt_len, completion_tokens=n),
+        timings={
+            "ttft_s": round(ttft if ttft is not None else total, 4),
+            "total_s": round(total, 4),
+            # decode speed after the first token (prefill excluded), as vLLM reports it
+            "tokens_per_s": round((n - 1) / (total - ttft), 2) if n > 1 and ttft and total > ttft else 0.0,
+        },
+    )

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from llmspace.config import Settings
-from llmspace.engine.base import Delta, GenerationParams, Message, Usage
-from llmspace.engine.common import StopMatcher, check_context
+from llmspace.engine.base import Delta, GenerationParams, Message
+from llmspace.engine.common import check_context, stream_deltas
 from llmspace.errors import ModelLoadError, ModelNotFoundError
 from llmspace.export.layout import DTYPE_FILES
 
@@ -223,37 +223,8 @@ class OnnxEngine:
         import numpy as np
 
         rng = np.random.default_rng(params.seed)
-        stops = StopMatcher(params.stop)
-        t0 = time.perf_counter()
-        ttft, finish, emitted, out_ids = None, "length", "", []
-        choose = (lambda logits: sample_next_np(logits, params, rng))
-        for tid in self._model.token_ids(prompt, params.max_new_tokens, choose):
-            if tid in self._eos_ids:
-                finish = "stop"
-                break
-            out_ids.append(tid)
-            if ttft is None:
-                ttft = time.perf_counter() - t0
-            text = self._tok.decode(out_ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                continue
-            new, hit = stops.feed(text[len(emitted):])
-            emitted = text
-            if new:
-                yield Delta(new)
-            if hit:
-                finish = "stop"
-                break
-        tail = stops.flush()
-        if tail:
-            yield Delta(tail)
-        total = time.perf_counter() - t0
-        n = len(out_ids)
-        yield Delta("", finish_reason=finish, usage=Usage(prompt_tokens=len(prompt), completion_tokens=n),
-                    timings={"ttft_s": round(ttft if ttft is not None else total, 4), "total_s": round(total, 4),
-                             # decode speed after the first token, as the PyTorch backend reports it
-                             "tokens_per_s": round((n - 1) / (total - ttft), 2)
-                             if n > 1 and ttft and total > ttft else 0.0})
+        ids = self._model.token_ids(prompt, params.max_new_tokens, lambda logits: sample_next_np(logits, params, rng))
+        return stream_deltas(ids, len(prompt), self._tok, self._eos_ids, params)
 
 
 def _read_json(path: Path) -> dict:

@@ -12,8 +12,8 @@ import time
 from typing import Iterator
 
 from llmspace.config import Settings
-from llmspace.engine.base import Delta, GenerationParams, Message, Usage
-from llmspace.engine.common import StopMatcher, check_context
+from llmspace.engine.base import Delta, GenerationParams, Message
+from llmspace.engine.common import check_context, stream_deltas
 from llmspace.errors import ModelLoadError
 
 
@@ -97,64 +97,29 @@ class TorchEngine:
             yield from self._decode(prompt, params)
 
     def _decode(self, prompt: list[int], params: GenerationParams) -> Iterator[Delta]:
+        return stream_deltas(self._token_ids(prompt, params), len(prompt), self._tok, self._eos_ids, params)
+
+    def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
+        """Chosen token ids, one forward pass each, reusing the KV cache (lazy:
+        the consumer stops it at eos or a stop string)."""
         import torch
 
         from llmspace.engine.sampling import sample_next
 
-        tok, model, device = self._tok, self._model, self._device
         gen = torch.Generator(device="cpu")
         if params.seed is not None:
             gen.manual_seed(params.seed)
         else:
             gen.seed()
-        stops = StopMatcher(params.stop)
-        t0 = time.perf_counter()
-        ttft = None
-        out_ids: list[int] = []
-        emitted = ""  # decoded text already accounted for (sent or held back)
-        finish = "length"
         past = None
-        input_ids = torch.tensor([prompt], device=device)
+        input_ids = torch.tensor([prompt], device=self._device)
         with torch.inference_mode():
             for _ in range(params.max_new_tokens):
-                result = model(input_ids=input_ids, past_key_values=past, use_cache=True)
+                result = self._model(input_ids=input_ids, past_key_values=past, use_cache=True)
                 past = result.past_key_values
-                logits = result.logits[0, -1].float().cpu()
-                next_id = sample_next(logits, params, gen)
-                if next_id in self._eos_ids:
-                    finish = "stop"
-                    break
-                out_ids.append(next_id)
-                if ttft is None:
-                    ttft = time.perf_counter() - t0
-                text = tok.decode(out_ids, skip_special_tokens=True)
-                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                    input_ids = torch.tensor([[next_id]], device=device)
-                    continue
-                new, hit = stops.feed(text[len(emitted):])
-                emitted = text
-                if new:
-                    yield Delta(new)
-                if hit:
-                    finish = "stop"
-                    break
-                input_ids = torch.tensor([[next_id]], device=device)
-        tail = stops.flush()
-        if tail:
-            yield Delta(tail)
-        total = time.perf_counter() - t0
-        n = len(out_ids)
-        yield Delta(
-            "",
-            finish_reason=finish,
-            usage=Usage(prompt_tokens=len(prompt), completion_tokens=n),
-            timings={
-                "ttft_s": round(ttft if ttft is not None else total, 4),
-                "total_s": round(total, 4),
-                # decode speed after the first token (prefill excluded), as vLLM reports it
-                "tokens_per_s": round((n - 1) / (total - ttft), 2) if n > 1 and ttft and total > ttft else 0.0,
-            },
-        )
+                next_id = sample_next(result.logits[0, -1].float().cpu(), params, gen)
+                yield next_id
+                input_ids = torch.tensor([[next_id]], device=self._device)
 
 
 def _eos_ids(tok, model) -> set[int]:
