@@ -28,16 +28,31 @@ from pathlib import Path
 from llmspace.errors import DependencyError
 
 
+def _import_nbits_quantizer():
+    """onnxruntime's matmul_nbits_quantizer calls ``logging.basicConfig(level=INFO)``
+    at import, which would make every library in this process log at INFO (the
+    quantizer alone prints thousands of lines). Undo that on the root logger."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    root.setLevel(level)
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    return DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+
 def quantize_weights(src: Path, dst: Path, bits: int, block_size: int = 32) -> None:
     import onnx
 
     try:
         import onnx_ir  # noqa: F401
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        from onnxruntime.quantization.matmul_nbits_quantizer import (
-            DefaultWeightOnlyQuantConfig,
-            MatMulNBitsQuantizer,
-        )
+
+        DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer = _import_nbits_quantizer()
     except ImportError as exc:
         raise DependencyError(f"Quantization needs onnxruntime>=1.20 and onnx-ir ({exc}): pip install onnx-ir") from None
     tmp = Path(dst).with_suffix(".matmul.onnx")
