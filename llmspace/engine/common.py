@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Iterable, Iterator
 
-from llmspace.engine.base import Delta, GenerationParams, Usage
+from llmspace.engine.base import Delta, GenerationParams, Message, Usage
 from llmspace.errors import ContextLengthError
 
 
@@ -107,3 +107,39 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
             "tokens_per_s": round((n - 1) / (total - ttft), 2) if n > 1 and ttft and total > ttft else 0.0,
         },
     )
+
+
+class LocalEngine:
+    """What the in-process backends (torch, onnx) share: chat-template prompts,
+    token counts, the context check and one generation at a time.
+
+    A subclass sets ``_tok``, ``_eos_ids``, ``context_window`` and ``_gen_lock``
+    in ``load()``/``__init__`` and implements ``_token_ids(prompt, params)``:
+    a lazy iterator of chosen token ids.
+    """
+
+    @property
+    def tokenizer(self):
+        self.load()
+        return self._tok
+
+    def encode_prompt(self, messages: list[Message]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template([m.to_dict() for m in messages], add_generation_prompt=True,
+                                                 tokenize=True)
+        if isinstance(ids, dict):  # some tokenizers return a BatchEncoding
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode_prompt(messages))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
+        self.load()
+        prompt = self.encode_prompt(messages)
+        check_context(len(prompt), params.max_new_tokens, self.context_window)
+        with self._gen_lock:
+            yield from stream_deltas(self._token_ids(prompt, params), len(prompt), self._tok, self._eos_ids,
+                                     params)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from llmspace.config import Settings
-from llmspace.engine.base import Delta, GenerationParams, Message
-from llmspace.engine.common import check_context, stream_deltas
+from llmspace.engine.base import GenerationParams, Message
+from llmspace.engine.common import LocalEngine
 from llmspace.errors import ModelLoadError, ModelNotFoundError
 from llmspace.export.layout import DTYPE_FILES
 
@@ -142,7 +142,7 @@ def sample_next_np(logits, params: GenerationParams, rng) -> int:
     return int(rng.choice(p.size, p=p))
 
 
-class OnnxEngine:
+class OnnxEngine(LocalEngine):
     backend = "onnx"
 
     def __init__(self, settings: Settings, model: str | None = None, dtype: str | None = None):
@@ -184,24 +184,6 @@ class OnnxEngine:
             self.load_seconds = time.perf_counter() - t0
         return self
 
-    @property
-    def tokenizer(self):
-        self.load()
-        return self._tok
-
-    def encode_prompt(self, messages: list[Message]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template([m.to_dict() for m in messages], add_generation_prompt=True,
-                                                 tokenize=True)
-        if isinstance(ids, dict):
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
-        return len(self.encode_prompt(messages))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def greedy_ids(self, messages: list[Message], max_new_tokens: int) -> list[int]:
         """Greedy token ids (up to and excluding eos): what a browser run must reproduce."""
         self.load()
@@ -212,19 +194,11 @@ class OnnxEngine:
             out.append(tid)
         return out
 
-    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
-        self.load()
-        prompt = self.encode_prompt(messages)
-        check_context(len(prompt), params.max_new_tokens, self.context_window)
-        with self._gen_lock:
-            yield from self._decode(prompt, params)
-
-    def _decode(self, prompt: list[int], params: GenerationParams) -> Iterator[Delta]:
+    def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
         import numpy as np
 
         rng = np.random.default_rng(params.seed)
-        ids = self._model.token_ids(prompt, params.max_new_tokens, lambda logits: sample_next_np(logits, params, rng))
-        return stream_deltas(ids, len(prompt), self._tok, self._eos_ids, params)
+        return self._model.token_ids(prompt, params.max_new_tokens, lambda logits: sample_next_np(logits, params, rng))
 
 
 def _read_json(path: Path) -> dict:

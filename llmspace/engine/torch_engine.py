@@ -12,12 +12,12 @@ import time
 from typing import Iterator
 
 from llmspace.config import Settings
-from llmspace.engine.base import Delta, GenerationParams, Message
-from llmspace.engine.common import check_context, stream_deltas
+from llmspace.engine.base import GenerationParams
+from llmspace.engine.common import LocalEngine
 from llmspace.errors import ModelLoadError
 
 
-class TorchEngine:
+class TorchEngine(LocalEngine):
     backend = "torch"
 
     def __init__(self, settings: Settings, model: str | None = None):
@@ -68,36 +68,6 @@ class TorchEngine:
             self._model = model
             self.load_seconds = time.perf_counter() - t0
         return self
-
-    @property
-    def tokenizer(self):
-        self.load()
-        return self._tok
-
-    # ------------------------------------------------------------ prompting
-    def encode_prompt(self, messages: list[Message]) -> list[int]:
-        tok = self.tokenizer
-        ids = tok.apply_chat_template([m.to_dict() for m in messages], add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict):  # some tokenizers return a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
-        return len(self.encode_prompt(messages))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    # ------------------------------------------------------------- decoding
-    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
-        self.load()
-        prompt = self.encode_prompt(messages)
-        check_context(len(prompt), params.max_new_tokens, self.context_window)
-        with self._gen_lock:
-            yield from self._decode(prompt, params)
-
-    def _decode(self, prompt: list[int], params: GenerationParams) -> Iterator[Delta]:
-        return stream_deltas(self._token_ids(prompt, params), len(prompt), self._tok, self._eos_ids, params)
 
     def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
         """Chosen token ids, one forward pass each, reusing the KV cache (lazy:
