@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from llmspace.errors import DependencyError, ModelNotFoundError
+from llmspace.fsutil import recover_dir, replace_dir
 
 META_FILE = "llmspace_meta.json"
 CONVERSION_VERSION = 1  # bump when the converted layout changes: old folders are rebuilt
@@ -148,6 +149,7 @@ def ensure_converted(spec: ModelSpec, models_dir: Path, progress: Callable[[str]
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(models_dir / f".{spec.name}.lock")):
+        recover_dir(target, META_FILE)  # a kill between the two renames of an earlier swap
         if is_converted(spec, models_dir):  # another process finished while we waited
             return target
         say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -167,12 +169,7 @@ def ensure_converted(spec: ModelSpec, models_dir: Path, progress: Callable[[str]
             "seconds": round(time.perf_counter() - t0, 2),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        if target.exists():  # stale layout from an older llmspace
-            old = models_dir / f".{spec.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-        tmp.rename(target)
+        replace_dir(tmp, target)  # also replaces a stale layout from an older llmspace
         say(f"llmspace: converted in {meta['seconds']} s.")
     return target
 

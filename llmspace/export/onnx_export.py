@@ -25,6 +25,7 @@ from typing import Callable
 from llmspace.config import Settings
 from llmspace.export.errors import ExportError
 from llmspace.export.layout import DTYPE_FILES, META_FILE, TOKENIZER_FILES, check_layout, onnx_path, parse_dtypes
+from llmspace.fsutil import replace_dir  # noqa: F401  (re-exported for embedding/space)
 
 OPTIMUM_TASK = "text-generation-with-past"
 
@@ -64,15 +65,6 @@ def prepare_out(out: Path, force: bool) -> Path:
                           "to replace it.", param="out")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``, moving an old ``out`` aside first (``--force``)."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_tokenizer(src: Path | str, dst: Path) -> None:

@@ -30,6 +30,7 @@ from llmspace.rag.index import FORMAT_VERSION, MANIFEST, RagIndex, canonical_mod
 from llmspace.rag.ingest import MAX_FILE_BYTES, Document, Skipped, discover, ingest
 from llmspace.rag.text import analyze
 from llmspace.rag.types import Chunk
+from llmspace.fsutil import recover_dir, replace_dir
 
 Progress = Callable[[float, str], None]
 DENSE_KINDS = ("flat", "hnsw")
@@ -147,25 +148,12 @@ def build_index(indexes_dir: Path, name: str, paths: Iterable[Path | str], embed
 
 
 # ---------------------------------------------------------------- atomic swap
-def swap(tmp: Path, target: Path) -> None:
-    """Replace ``target`` by ``tmp``: old -> .old-*, tmp -> target, drop .old-*."""
-    old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+swap = replace_dir
 
 
 def recover(indexes_dir: Path, name: str) -> None:
     """After a kill between the two renames of ``swap``: put the old index back."""
-    target = indexes_dir / name
-    if target.exists():
-        for old in indexes_dir.glob(f".old-{name}-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        return
-    olds = sorted(indexes_dir.glob(f".old-{name}-*"), key=lambda p: p.stat().st_mtime)
-    if olds and (olds[-1] / MANIFEST).exists():
-        olds[-1].rename(target)
+    recover_dir(indexes_dir / name, MANIFEST)
 
 
 # ---------------------------------------------------------------- steps
