@@ -14,6 +14,7 @@ import gradio as gr
 
 from llmspace.errors import LLMSpaceError
 from llmspace.ui.i18n import add_strings
+from llmspace.ui.common import ui_errors
 
 add_strings(
     en={"tab_eval": "Eval", "eval_set": "Eval set", "eval_upload": "…or upload a .jsonl set",
@@ -205,14 +206,6 @@ def feedback_row(services, question, answer, kind: str = "rag", index=None) -> N
 
 # ------------------------------------------------------------------- layout
 def build(services, t) -> None:
-    def _ui_error(fn):
-        def wrapped(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except LLMSpaceError as exc:
-                raise gr.Error(exc.message) from None
-        return wrapped
-
     known = run_choices(services)
     # the newest run is on screen from the start (reading it is cheap; no model is loaded)
     first = show_run(services, known[0][1]) if known else ("", None, "", None)
@@ -243,7 +236,7 @@ def build(services, t) -> None:
         ab_btn = gr.Button(t("eval_ab_refresh"))
 
     def _run(set_choice, up, tag_text, mt, progress=gr.Progress()):
-        return _ui_error(run_eval_ui)(services, set_choice, up, tag_text, mt, progress)
+        return ui_errors(run_eval_ui)(services, set_choice, up, tag_text, mt, progress)
 
     def _runs():
         c = run_choices(services)
@@ -254,8 +247,8 @@ def build(services, t) -> None:
                   api_name="eval_run", concurrency_id="model").then(_runs, None, [run_a, run_b],
                                                                    api_visibility="private")
     refresh.click(_runs, None, [run_a, run_b], api_visibility="private")
-    diff_btn.click(lambda a, b: _ui_error(compare_md)(services, a, b), [run_a, run_b], diff_out,
+    diff_btn.click(lambda a, b: ui_errors(compare_md)(services, a, b), [run_a, run_b], diff_out,
                    api_name="eval_diff")
-    run_b.change(lambda ref: _ui_error(show_run)(services, ref) if ref else (gr.skip(),) * 4, run_b,
+    run_b.change(lambda ref: ui_errors(show_run)(services, ref) if ref else (gr.skip(),) * 4, run_b,
                  [summary, cases, charts, report], api_visibility="private")
     ab_btn.click(lambda: ab_md(services), None, ab_out, api_name="ab_report")

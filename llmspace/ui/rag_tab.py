@@ -15,6 +15,7 @@ import gradio as gr
 
 from llmspace.errors import LLMSpaceError
 from llmspace.ui.i18n import add_strings
+from llmspace.ui.common import ui_errors
 from llmspace.ui.eval_tab import feedback_row
 
 add_strings(
@@ -42,15 +43,6 @@ add_strings(
 
 HIT_COLUMNS = ["rank", "score", "source", "heading", "dense", "bm25", "coverage", "text"]
 DOC_COLUMNS = ["source", "format", "lang", "chunks", "bytes"]
-
-
-def _err(fn):
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except LLMSpaceError as exc:
-            raise gr.Error(exc.message) from None
-    return wrapped
 
 
 def index_names(services) -> list[str]:
@@ -135,7 +127,7 @@ def build_from_upload(services, files, name: str, progress=None):
         orig = getattr(f, "orig_name", None) or path.name  # gradio keeps the user's file name in the temp path
         pairs.append((orig, path))
     say = (lambda frac, msg: progress(frac, desc=msg)) if progress is not None else None
-    report = _err(services.rag.build_from_uploads)((name or "").strip(), pairs, progress=say)
+    report = ui_errors(services.rag.build_from_uploads)((name or "").strip(), pairs, progress=say)
     lines = [f"**{report.name}**: {report.documents} documents, {report.chunks} chunks in {report.seconds:.1f} s"]
     lines += [f"- ⚠ {w}" for w in report.warnings]
     return "\n".join(lines), gr.Dropdown(choices=index_names(services), value=report.name)
@@ -145,7 +137,7 @@ def inspect(services, index: str):
     """(info markdown, documents rows)."""
     if not index:
         return "", []
-    info = _err(services.rag.info)(index)
+    info = ui_errors(services.rag.info)(index)
     s = info["summary"]
     md = (f"**{s['name']}** · {s['documents']} documents · {s['chunks']} chunks · {s['bytes'] / 2**20:.2f} MiB · "
           f"embedding `{info['embedding']['model']}` · dense `{info['dense']['kind']}` · chunker "
@@ -160,7 +152,7 @@ def inspect(services, index: str):
 def search_rows(services, index: str, query: str, mode: str, top_k: int) -> list[list]:
     if not index:
         raise gr.Error("Pick an index first. / 请先选择索引。")
-    hits = _err(services.rag.search)(query, index, mode=mode, top_k=int(top_k))
+    hits = ui_errors(services.rag.search)(query, index, mode=mode, top_k=int(top_k))
     return [[h.rank, round(h.score, 4), h.chunk.source, h.chunk.heading, h.scores.get("dense"),
              h.scores.get("bm25"), h.scores.get("coverage"), h.chunk.text[:400]] for h in hits]
 

@@ -1,0 +1,22 @@
+"""Helpers every tab shares."""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from llmspace.errors import LLMSpaceError
+
+
+def ui_errors(fn):
+    """Show an ``LLMSpaceError`` to the user as a ``gr.Error`` (its message, no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LLMSpaceError as exc:
+            raise gr.Error(exc.message) from None
+
+    return wrapped
