@@ -23,15 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from llmspace.device import cpu_name
 
 
 def overhead(n_cases: int, runs: int) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -25,18 +24,10 @@ import threading
 import time
 from pathlib import Path
 
+from llmspace.device import cpu_name
+
 PROMPT = "Explain in a few sentences why the sky is blue, as you would to a curious ten-year-old."
 BANDWIDTH_GBS = 31.0  # measured read bandwidth of this machine kind (BENCHMARKS.md)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def decode_figures(engines: dict, messages, tokens: int, runs: int) -> dict:

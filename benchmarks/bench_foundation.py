@@ -13,13 +13,14 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from llmspace.device import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [{"role": "user", "content": "Explain in a few sentences why the sky is blue to a curious child."}]
@@ -35,16 +36,6 @@ s = Settings.load(home=sys.argv[1], index_bundled_corpus=False)
 svc = prepare_services(s)
 print(json.dumps({"seconds": time.perf_counter() - t0, "imports": t1 - t0, "chat_load": svc.engine.load_seconds}))
 """
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed_start(home: str) -> dict:
@@ -96,34 +87,17 @@ def server_rss(home: str) -> dict:
     """Start `llmspace serve` (UI + API), send chat and embedding requests, read peak RSS."""
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "LLMSPACE_HOME": home, "LLMSPACE_PORT": str(port), "LLMSPACE_INDEX_BUNDLED_CORPUS": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "llmspace", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError("server did not start")
-            time.sleep(0.5)
+    from _server import served
+
+    env = {"LLMSPACE_HOME": home, "LLMSPACE_INDEX_BUNDLED_CORPUS": "false"}
+    with served(env, timeout=300) as (base, proc):
         for _ in range(3):
             httpx.post(f"{base}/v1/chat/completions", json={"messages": PROMPT, "max_tokens": 64}, timeout=120)
             httpx.post(f"{base}/v1/embeddings", json={"input": ["hello world"] * 32}, timeout=120)
         status = Path(f"/proc/{proc.pid}/status").read_text()
-        fields = {k: v for k, v in (line.split(":", 1) for line in status.splitlines() if ":" in line)}
-        kb = lambda k: int(fields[k].split()[0])  # noqa: E731
-        return {"rss_mb": round(kb("VmRSS") / 1024), "peak_rss_mb": round(kb("VmHWM") / 1024)}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    fields = {k: v for k, v in (line.split(":", 1) for line in status.splitlines() if ":" in line)}
+    kb = lambda k: int(fields[k].split()[0])  # noqa: E731
+    return {"rss_mb": round(kb("VmRSS") / 1024), "peak_rss_mb": round(kb("VmHWM") / 1024)}
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -29,21 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from llmspace.device import cpu_name
+
 OFF_TOPIC = ["What is the capital of France?", "Who won the 2018 football world cup?", "How do I bake sourdough bread?",
              "What is the boiling point of water on Mount Everest?", "Recommend a good science fiction novel.",
              "How tall is the Eiffel Tower?", "What is the best way to learn the guitar?",
              "Explain photosynthesis in plants.", "今天天气怎么样？", "法国的首都是哪里？", "怎么做红烧肉？",
              "2018年世界杯冠军是谁？", "推荐一本好看的科幻小说。", "光合作用是什么？", "珠穆朗玛峰有多高？", "如何学习弹吉他？"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def pct(xs: list[float], q: float) -> float:

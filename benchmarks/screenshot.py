@@ -12,12 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 
-import httpx
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -39,24 +35,9 @@ def main() -> int:
     if not chromium:
         print("chromium not found: apt-get install chromium", file=sys.stderr)
         return 1
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "LLMSPACE_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "llmspace", "serve"], env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 600
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                print("server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+    from _server import served
+
+    with served(quiet=False) as (base, _proc):
         w, h = (int(x) for x in args.size.split(","))
         from playwright.sync_api import sync_playwright
 
@@ -84,9 +65,6 @@ def main() -> int:
             browser.close()
         print(f"wrote {args.out}")
         return 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

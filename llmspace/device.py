@@ -79,6 +79,19 @@ def advice_for(total_gb: float | None, device: str) -> list[str]:
     return tips
 
 
+def cpu_name() -> str:
+    """The CPU model (e.g. "AMD EPYC 9B14"), for `llmspace info` and benchmark headers."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info(preference: str = "auto") -> DeviceInfo:
     import torch
 
@@ -92,6 +105,4 @@ def device_info(preference: str = "auto") -> DeviceInfo:
                           torch.cuda.is_bf16_supported(), advice_for(total_gb, "cuda"))
     if dev == "mps":
         return DeviceInfo("mps", "Apple GPU (MPS)", None, None, False, advice_for(8.0, "mps"))
-    import platform
-
-    return DeviceInfo("cpu", platform.processor() or platform.machine(), None, None, False, advice_for(None, "cpu"))
+    return DeviceInfo("cpu", cpu_name(), None, None, False, advice_for(None, "cpu"))
