@@ -127,6 +127,19 @@ def test_plain_upload_names_pass():
     assert ingest.safe_upload_name("笔记 2024.md") == "笔记 2024.md"
 
 
+@pytest.mark.parametrize("name", ["D:evil.md", "C:", "c:notes.txt", "CON", "nul.md", "Com1.txt", "LPT9", "aux .md",
+                                  "notes.md.", "notes.md ", "a<b.md", "what?.md", "a|b.md", 'say"hi".md', "x*.md"])
+def test_upload_names_unsafe_on_windows_are_refused(name, tmp_path):
+    # on Windows, staging / "D:evil.md" is D:evil.md (outside the staging folder) and "NUL.md" is the null device
+    with pytest.raises(ValidationError, match="not a plain file name: it"):
+        ingest.safe_upload_name(name)
+
+
+@pytest.mark.parametrize("name", ["console.md", "nullable.txt", "com10.md", "CON-notes.md", "a.b.md", "x (1).pdf"])
+def test_upload_names_like_reserved_ones_pass(name):
+    assert ingest.safe_upload_name(name) == name
+
+
 @pytest.mark.parametrize("name", ["a/b", "../x", "", "a" * 65, ".hidden", "a b"])
 def test_bad_index_names(name):
     with pytest.raises(ValidationError, match="not allowed"):

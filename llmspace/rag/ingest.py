@@ -284,13 +284,34 @@ def docx_to_text(path: Path) -> str:
 
 # ---------------------------------------------------------------- uploads
 _SAFE_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,200}$")
+# Windows refuses these as file names in any folder, with any extension ("NUL.md" is the NUL device).
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", *(f"{p}{i}" for p in ("COM", "LPT")
+                                                                        for i in (*"123456789", "¹", "²", "³"))}
+_WINDOWS_BAD_CHARS = set('<>:"|?*')
 
 
 def safe_upload_name(name: str) -> str:
     """An uploaded file's name, checked: no folders, no '..', no control
-    characters. Raises ``ValidationError`` (never silently rewrites a name, so
-    the user sees why ``../../etc/passwd`` was refused)."""
+    characters, and a plain name on Windows too (no drive such as ``D:evil.md``,
+    no ``\\``, no reserved device name such as ``CON`` or ``NUL.md``, no trailing
+    dot or space, none of ``<>:"|?*``). Raises ``ValidationError`` (never silently
+    rewrites a name, so the user sees why ``../../etc/passwd`` was refused)."""
     if not name or not _SAFE_NAME.match(name) or name in (".", "..") or name.startswith("."):
         raise ValidationError(f"Upload name {name!r} is not a plain file name (no folders, '..', leading dots "
                               "or control characters); rename the file and upload it again.", param="files")
+    from pathlib import PureWindowsPath
+
+    win = PureWindowsPath(name)
+    why = None
+    if win.drive or win.root or len(win.parts) != 1 or win.name != name:
+        why = "it names a drive or folder on Windows"
+    elif _WINDOWS_BAD_CHARS & set(name):
+        why = 'it contains one of <>:"|?* (not allowed on Windows)'
+    elif name[-1] in ". ":
+        why = "it ends with a dot or space (Windows drops them)"
+    elif name.split(".")[0].rstrip(" ").upper() in _WINDOWS_RESERVED:
+        why = "it is a reserved device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+    if why:
+        raise ValidationError(f"Upload name {name!r} is not a plain file name: {why}; rename the file and upload "
+                              "it again.", param="files")
     return name
