@@ -149,3 +149,26 @@ def test_serving_hooks_assign_by_api_key_and_record_the_variant(settings):
     assert rep["variants"]["terse"]["latency_mean_s"] == pytest.approx(0.3)
     assert rep["variants"]["base"]["cost_per_answer_usd"] == pytest.approx(0.1 * 0.5 / 3600)
     assert get_response(settings.db_path, "chatcmpl-0")["question"] == "hi"
+
+
+def test_report_takes_control_and_treatment_from_the_config_not_the_alphabet(settings):
+    """The control is the first variant configured ("zeta"), though "alpha" sorts first."""
+    from llmspace.evals.ab import ab_router
+
+    db = settings.db_path
+    for i in range(40):
+        v = "zeta" if i % 2 else "alpha"  # treatment "alpha" is liked more and slower
+        record_response(db, id=f"r{i}", kind="chat", question="q", answer="x", variant=v,
+                        total_s=1.0 + (0.5 if v == "alpha" else 0) + (i % 3) * 0.1)
+        add_feedback(db, rating="up" if (v == "alpha" or i % 3 == 0) else "down", response_id=f"r{i}")
+    cfg = ABConfig(split=0.5, a=Variant(name="zeta"), b=Variant(name="alpha"))
+    rep = ab_report(db, config=cfg)
+    assert list(rep["variants"]) == ["zeta", "alpha"]
+    c = rep["comparison"]
+    assert c["of"] == "alpha - zeta"
+    assert c["up_rate_diff_ci95"][0] > 0 and c["latency_diff_s_ci95"][0] > 0  # treatment minus control
+    assert "alpha - zeta: up rate +" in format_ab_report(rep)
+    # every shell gets the report through the router, which knows the config
+    services = Services(settings.model_copy(update={"ab": json.dumps(
+        {"a": {"name": "zeta"}, "b": {"name": "alpha"}})}))
+    assert ab_router(services).report()["comparison"]["of"] == "alpha - zeta"

@@ -280,11 +280,12 @@ def cmd_feedback_export(args, services) -> int:
 
 
 def cmd_ab_report(args, services) -> int:
-    from llmspace.evals.ab import ab_report, ab_router, format_ab_report
+    from llmspace.evals.ab import ab_router, format_ab_report
 
     since = time.time() - args.since_hours * 3600 if args.since_hours else None
-    rep = ab_report(services.settings.db_path, since=since)
-    rep["config"] = ab_router(services).describe()
+    router = ab_router(services)
+    rep = router.report(since)
+    rep["config"] = router.describe()
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -178,6 +178,10 @@ class ABRouter:
                 view.__dict__[attr] = getattr(self.base, attr)
         return view
 
+    def report(self, since: float | None = None) -> dict:
+        """``ab_report`` of this process's database, control (``a``) first."""
+        return ab_report(self.base.settings.db_path, since, self.config)
+
     def describe(self) -> dict:
         if self.config is None:
             return {"enabled": False}
@@ -230,8 +234,12 @@ def mean_ci(xs: list[float]) -> tuple[float, float, float] | None:
     return m, m - half, m + half
 
 
-def ab_report(db_path: Path | str, since: float | None = None) -> dict:
-    """Per-variant counts and rates, and b minus a with 95% intervals."""
+def ab_report(db_path: Path | str, since: float | None = None, config: ABConfig | None = None) -> dict:
+    """Per-variant counts and rates, and treatment minus control with 95% intervals.
+
+    The control is ``config.a`` (the first variant of the ``ab`` setting) and
+    the treatment ``config.b``, whatever their names; without a config (A/B
+    since switched off) the variants are taken in name order."""
     from llmspace.db import connect
     from llmspace.evals.feedback import migrations
     from llmspace.evals.metrics import percentile
@@ -260,7 +268,12 @@ def ab_report(db_path: Path | str, since: float | None = None) -> dict:
             v["up"] += int(ups >= downs)
             v["down"] += int(downs > ups)
     out: dict = {"variants": {}}
-    for name, v in sorted(variants.items()):
+    order = [config.a.name, config.b.name] if config is not None else []
+    order += sorted(n for n in variants if n not in order)
+    for name in order:
+        if name not in variants:
+            continue
+        v = variants[name]
         lat = mean_ci(v["lat"])
         out["variants"][name] = {
             "responses": v["n"], "rated": v["rated"], "up": v["up"], "down": v["down"],
@@ -272,6 +285,8 @@ def ab_report(db_path: Path | str, since: float | None = None) -> dict:
             "cost_per_answer_usd": sum(v["cost"]) / len(v["cost"]) if v["cost"] else None,
         }
     names = list(out["variants"])
+    if config is not None:
+        names = [config.a.name, config.b.name] if all(n in variants for n in order[:2]) else []
     if len(names) == 2:
         a, b = (variants[n] for n in names)
         d = newcombe_diff(a["up"], a["rated"], b["up"], b["rated"])

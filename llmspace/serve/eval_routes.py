@@ -101,11 +101,11 @@ def export_feedback(request: Request, rating: Literal["all", "up", "down"] = "al
 def get_ab(request: Request, since_hours: float | None = Query(None, gt=0)):
     import time
 
-    from llmspace.evals.ab import ab_report, ab_router
+    from llmspace.evals.ab import ab_router
 
-    services = _services(request)
+    router = ab_router(_services(request))
     since = time.time() - since_hours * 3600 if since_hours else None
-    return {"config": ab_router(services).describe(), "report": ab_report(services.settings.db_path, since)}
+    return {"config": router.describe(), "report": router.report(since)}
 
 
 @router.get("/evals/runs")

@@ -120,7 +120,7 @@ def compare_md(services, a: str, b: str) -> str:
 
 
 def ab_md(services) -> str:
-    from llmspace.evals.ab import ab_report, ab_router, format_ab_report
+    from llmspace.evals.ab import ab_router, format_ab_report
 
     cfg = ab_router(services).describe()
     if cfg["enabled"]:
@@ -128,7 +128,7 @@ def ab_md(services) -> str:
                 f"{100 * cfg['split']:.0f}% `{cfg['b']['name']}` (stable per user / API key)")
     else:
         head = "A/B is **off** (set `ab` to split traffic between two variants; see docs/evals.md)."
-    return head + "\n\n```\n" + format_ab_report(ab_report(services.settings.db_path)) + "\n```"
+    return head + "\n\n```\n" + format_ab_report(ab_router(services).report()) + "\n```"
 
 
 def feedback_from_like(services, history: list, data: gr.LikeData, kind: str = "chat",
