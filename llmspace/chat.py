@@ -45,23 +45,7 @@ def chat_stream(services, messages: list[Message | dict], params: GenerationPara
     """Stream deltas; the last one carries finish_reason, usage and timings."""
     msgs = messages if prepared else prepare(services, messages, params)
     engine = services.engine
-    metrics = services.metrics
-    metrics.waiting.inc()
-    started = False
-    try:
-        for delta in engine.stream(msgs, params):
-            if not started:
-                started = True
-                metrics.waiting.dec()
-                metrics.running.inc()
-            if delta.finish_reason is not None:
-                metrics.observe(engine.model_id, delta)
-            yield delta
-    finally:
-        if started:
-            metrics.running.dec()
-        else:
-            metrics.waiting.dec()
+    yield from services.metrics.track(engine.model_id, engine.stream(msgs, params))
 
 
 def chat(services, messages: list[Message | dict], params: GenerationParams):

@@ -119,8 +119,10 @@ def fit_sources(question: str, hits: list[SearchHit], engine, params: AnswerPara
 
 def stream_answer(question: str, retriever: Retriever, engine=None, *, index_name: str = "",
                   retrieval: RetrievalParams | None = None, params: AnswerParams | None = None,
-                  ) -> Iterator[str | Answer]:
-    """Text pieces (``str``) as they are generated, then the final ``Answer``."""
+                  generate=None) -> Iterator[str | Answer]:
+    """Text pieces (``str``) as they are generated, then the final ``Answer``.
+    ``generate(messages, params)`` streams deltas (default ``engine.stream``;
+    ``RagService`` passes one that records metrics)."""
     t0 = time.perf_counter()
     p = (params or AnswerParams()).validate()
     rp = retrieval or RetrievalParams()
@@ -171,7 +173,7 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     gen = GenerationParams(max_new_tokens=p.max_new_tokens, temperature=p.temperature)
     parts: list[str] = []
     last = None
-    for delta in engine.stream(messages, gen):
+    for delta in (generate or engine.stream)(messages, gen):
         if delta.text:
             if not parts:
                 timings["ttft_s"] = round(time.perf_counter() - t0, 4)

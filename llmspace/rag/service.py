@@ -1,8 +1,8 @@
 """``RagService``: the one object the CLI, the HTTP API and the Gradio tab call.
 
 It owns no logic of its own beyond caching: loaded indexes are kept per name
-and reloaded when the index on disk changes (a rebuild swaps the folder, so
-the manifest's inode changes). Models come from ``Services`` (loaded once).
+and reloaded when the index on disk changes (a rebuild links the name to a new
+version folder; see ``fsutil``). Models come from ``Services`` (loaded once).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Iterator
 from llmspace.errors import NotFoundError, ValidationError
 from llmspace.rag import index as idx
 from llmspace.rag.answer import AnswerParams, stream_answer
-from llmspace.rag.build import BuildReport, Progress, build_index, recover
+from llmspace import fsutil
+from llmspace.rag.build import BuildReport, Progress, build_index
 from llmspace.rag.bundled import ensure_bundled_index  # noqa: F401  (re-exported for the app's start-up)
 from llmspace.rag.chunking import ChunkerSettings
 from llmspace.rag.ingest import MAX_FILE_BYTES, safe_upload_name
@@ -91,32 +92,50 @@ class RagService:
     def info(self, name: str | None = None) -> dict:
         """The manifest plus size on disk (no models loaded)."""
         name = self._name(name)
-        path = self._path(name)
-        manifest = idx.read_manifest(path)
-        return {**manifest, "summary": idx.summary(manifest, path)}
+
+        def read(path: Path) -> dict:
+            manifest = idx.read_manifest(path)
+            return {**manifest, "summary": {**idx.summary(manifest, path),
+                                            "path": str(idx.index_dir(self.indexes_dir, name))}}
+        return self._current(name, read)
 
     def delete(self, name: str) -> None:
+        name = idx.validate_name(name)
+        idx.delete_index(self.indexes_dir, name)  # may wait for a build of it: not under self._lock
         with self._lock:
-            idx.delete_index(self.indexes_dir, idx.validate_name(name))
             self._cache.pop(name, None)
 
     def _path(self, name: str) -> Path:
+        """The index's version folder, resolved once (never recovers: only a build, under its lock, does)."""
         path = idx.index_dir(self.indexes_dir, name)
-        if not (path / idx.MANIFEST).exists():
-            recover(self.indexes_dir, name)
-        if not (path / idx.MANIFEST).exists():
+        real = fsutil.current(path)
+        if real is None or not (real / idx.MANIFEST).exists():
             existing = ", ".join(i["name"] for i in self.list()) or "none yet"
             hint = ("The bundled roadmap index is built when the app starts, or with `llmspace index bundled`."
                     if name == "roadmap" else f"Build it: `llmspace index build PATH --name {name}`.")
             raise NotFoundError(f"No index named {name!r}. {hint} Existing indexes: {existing}.", param="index")
-        return path
+        return real
 
     def retriever(self, name: str | None = None) -> Retriever:
         """The loaded index's retriever (cached; reloaded after a rebuild)."""
         name = self._name(name)
-        path = self._path(name)
+        return self._current(name, lambda path: self._load(name, path))
+
+    def _current(self, name: str, read):
+        """``read(version folder)``; again on the new version if a rebuild deleted this one meanwhile."""
+        tries = 0
+        while True:
+            path = self._path(name)
+            try:
+                return read(path)
+            except Exception:
+                tries += 1
+                if tries == 3 or fsutil.current(idx.index_dir(self.indexes_dir, name)) == path:
+                    raise
+
+    def _load(self, name: str, path: Path) -> Retriever:
         st = (path / idx.MANIFEST).stat()
-        stamp = (st.st_ino, st.st_mtime_ns)
+        stamp = (str(path), st.st_ino, st.st_mtime_ns)  # a new version folder after each rebuild
         with self._lock:
             cached = self._cache.get(name)
             if cached and cached[0] == stamp:
@@ -163,8 +182,13 @@ class RagService:
             ap.max_new_tokens = max_tokens
         ap.validate()
         rp = _retrieval_params(retrieval)
-        return stream_answer(question, self.retriever(name), self._engine(mode), index_name=name, retrieval=rp,
-                             params=ap)
+        engine = self._engine(mode)
+        generate = None
+        if engine is not None:  # RAG generations count in /metrics like chat ones
+            def generate(messages, gen):
+                return self.services.metrics.track(engine.model_id, engine.stream(messages, gen))
+        return stream_answer(question, self.retriever(name), engine, index_name=name, retrieval=rp, params=ap,
+                             generate=generate)
 
     def _engine(self, mode: str):
         return None if mode == "extractive" else self.services.engine

@@ -6,6 +6,8 @@ tests and several apps in one process never collide.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from llmspace.engine.base import Delta
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
@@ -33,6 +35,27 @@ class Metrics:
         self.running = Gauge("llmspace:num_requests_running", "Requests generating now.", registry=r)
         self.waiting = Gauge("llmspace:num_requests_waiting", "Requests waiting for the model.", registry=r)
         self.embedding_inputs = Counter("llmspace:embedding_inputs", "Texts embedded.", ["model"], registry=r)
+
+    def track(self, model: str, deltas: Iterator[Delta]) -> Iterator[Delta]:
+        """Pass a generation's deltas through, counting it as waiting until its
+        first delta, then running, and observing its final delta. Every path that
+        generates (chat, RAG answers) goes through here, so /metrics sees them all."""
+        self.waiting.inc()
+        started = False
+        try:
+            for delta in deltas:
+                if not started:
+                    started = True
+                    self.waiting.dec()
+                    self.running.inc()
+                if delta.finish_reason is not None:
+                    self.observe(model, delta)
+                yield delta
+        finally:
+            if started:
+                self.running.dec()
+            else:
+                self.waiting.dec()
 
     def observe(self, model: str, last: Delta) -> None:
         """Record one finished generation from its final delta."""

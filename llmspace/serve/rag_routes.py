@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from typing import Literal
@@ -100,7 +101,8 @@ async def rag_answer(req: AnswerRequest, request: Request):
         return _answer_body(answer, rid, index)
 
     def events():
-        for item in [first, *stream]:
+        # chain, not a list: each event goes out as soon as the engine yields it
+        for item in itertools.chain([first], stream):
             if isinstance(item, str):
                 body = {"type": "delta", "id": rid, "text": item}
             else:
