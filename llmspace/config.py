@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as _PydValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as _PydValidationError, field_validator
 
 from llmspace.errors import ConfigError
 
@@ -30,11 +30,12 @@ class Settings(BaseModel):
     embedding_model: str = Field("all-minilm-l6-v2",
                                  description="Registry name, local folder or Hub id of the embedding model.")
     reranker_model: str | None = Field(None, description="Optional cross-encoder for RAG reranking.")
-    backend: Literal["torch", "onnx", "remote"] = "torch"
+    # "remote" (an OpenAI-compatible server) is not offered until it exists: issue #10 adds it
+    backend: Literal["torch", "onnx"] = "torch"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice).")
-    remote_base_url: str | None = Field(None, description="OpenAI-compatible server for backend=remote.")
+    remote_base_url: str | None = Field(None, description="For backend=remote, which issue #10 adds (unused now).")
     remote_api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
@@ -45,6 +46,8 @@ class Settings(BaseModel):
     language: Literal["en", "zh"] = Field("en", description="Default UI language.")
     default_index: str = Field("roadmap", description="Index the RAG tab and `ask --index` use by default.")
     index_bundled_corpus: bool = Field(True, description="Build the bundled roadmap index on first start.")
+    web_export: bool = Field(True, description="At server start, export what the browser page (/web/) loads, "
+                             "in the background: chat model (q8, q4), embedding model, bundled index.")
     # evaluation and online A/B (docs/evals.md)
     ab: str | None = Field(None, description="Online A/B: JSON, or a path to a .json file (docs/evals.md).")
     eval_usd_per_hour: float | None = Field(None, ge=0, description="Hardware price/hour for cost (default 0.10).")
@@ -52,6 +55,13 @@ class Settings(BaseModel):
                                                         description="Per-token price (switches cost to tokens).")
     eval_usd_per_1m_completion_tokens: float | None = Field(None, ge=0)
     eval_judge_model: str | None = Field(None, description="Model for `eval run --judge` (default: chat model).")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_not_yet(cls, v):
+        if v == "remote":
+            raise ValueError("'remote' is not available yet (issue #10 adds it); use torch or onnx")
+        return v
 
     # ---- derived paths -------------------------------------------------
     @property

@@ -16,6 +16,10 @@ class Services:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.load()
         self._lock = threading.RLock()
+        if self.settings.ab:  # a bad A/B config fails at start (every shell builds a Services), not on a request
+            from llmspace.evals.ab import ab_router
+
+            ab_router(self)
 
     @cached_property
     def engine(self):

@@ -172,3 +172,14 @@ def test_report_takes_control_and_treatment_from_the_config_not_the_alphabet(set
     services = Services(settings.model_copy(update={"ab": json.dumps(
         {"a": {"name": "zeta"}, "b": {"name": "alpha"}})}))
     assert ab_router(services).report()["comparison"]["of"] == "alpha - zeta"
+
+
+@pytest.mark.parametrize("value, words", [
+    ("{nope", "not valid JSON"),
+    ('{"b": {"name": "x", "settings": {"default_max_tokens": "many"}}}', "'x' has a bad value for setting"),
+    ('{"b": {"name": "x", "pattern": "cot"}}', "b.pattern"),  # prompt patterns do not exist yet
+])
+def test_a_bad_ab_setting_fails_at_start_not_on_the_first_request(settings, value, words):
+    # every shell (CLI, HTTP app, UI) starts by building its Services
+    with pytest.raises(ConfigError, match=words):
+        Services(settings.model_copy(update={"ab": value}))

@@ -43,3 +43,15 @@ def test_bad_values_name_the_setting(key, value):
 def test_describe_masks_secrets():
     s = Settings.load(env={}, remote_api_key="sk-secret")
     assert s.describe()["remote_api_key"] == "***"
+
+
+def test_the_remote_backend_is_not_offered_until_it_exists(capsys):
+    # it could only raise on the first request: refused at load, naming the issue that adds it
+    with pytest.raises(ConfigError, match="issue #10"):
+        Settings.load(env={"LLMSPACE_BACKEND": "remote"})
+    from llmspace.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["chat", "--help"])
+    out = capsys.readouterr().out
+    assert "--backend" in out and "remote" not in out

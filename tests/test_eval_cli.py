@@ -129,3 +129,9 @@ def test_unknown_pattern_is_rejected_before_running(answers, set_file, capsys):
     assert main(["eval", "run", str(set_file), "--pattern", "no-such-pattern", "--no-progress"]) == 1
     assert "pattern" in capsys.readouterr().err
     assert runs(capsys) == []
+
+
+def test_pattern_option_is_not_offered_until_prompt_patterns_exist(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "--help"])
+    assert "--pattern" not in capsys.readouterr().out

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = common.add_argument_group("settings (override LLMSPACE_* variables)")
     g.add_argument("--home", help="folder for models, indexes, logs (LLMSPACE_HOME)")
     g.add_argument("--model", dest="chat_model", help="chat model: registry name, folder or Hub id")
-    g.add_argument("--backend", choices=["torch", "onnx", "remote"], help="inference backend")
+    g.add_argument("--backend", choices=["torch", "onnx"], help="inference backend")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="device (default: auto)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

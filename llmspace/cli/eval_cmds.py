@@ -8,6 +8,7 @@ stored as incomplete).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -29,7 +30,8 @@ def _register_eval(sub, common) -> None:
     r = es.add_parser("run", parents=[common], help="run an eval set (default: the bundled starter set)")
     r.add_argument("set", nargs="?", help="bundled set name or path to a .jsonl file (default: starter)")
     r.add_argument("--index", help="answer RAG cases from this index instead of each case's own")
-    r.add_argument("--pattern", help="prompt pattern for chat cases (from llmspace.prompts)")
+    # hidden until prompt patterns (llmspace.prompts) exist: today it can only fail, with that message
+    r.add_argument("--pattern", help=argparse.SUPPRESS)
     r.add_argument("--tag", action="append", default=[], help="only cases with this tag (repeatable)")
     r.add_argument("--case", action="append", default=[], help="only this case id or glob (repeatable)")
     r.add_argument("--limit", type=int, help="only the first N (selected) cases")

@@ -1,7 +1,7 @@
 """Online A/B: split traffic between two variants and compare them.
 
 A variant is a set of ``Settings`` overrides (model, backend, retrieval
-settings, ...) plus an optional prompt pattern or system prompt. Each request
+settings, ...) plus an optional system prompt. Each request
 is assigned by a stable hash of the user id or API key, so one user always
 sees one variant; requests with neither are assigned at random, per request.
 Every response is recorded with its variant (``feedback.record_response``) and
@@ -38,7 +38,6 @@ class Variant(BaseModel):
 
     name: str = Field(..., min_length=1, max_length=40)
     settings: dict[str, Any] = Field(default_factory=dict, description="Settings overrides for this arm.")
-    pattern: str | None = Field(None, description="Prompt pattern from llmspace.prompts.")
     system_prompt: str | None = Field(None, description="Replaces (or adds) the system message.")
     retrieval: dict[str, Any] = Field(default_factory=dict,
                                       description="RAG retrieval options for this arm (top_k, mode, mmr_lambda, ...).")
@@ -87,6 +86,13 @@ def parse_ab_config(value: str | dict | None) -> ABConfig | None:
         if unknown:
             raise ConfigError(f"A/B variant {v.name!r} overrides unknown setting(s) {', '.join(unknown)}.",
                               param="ab")
+        try:  # the values too, so that a bad one fails at start rather than on the first request it gets
+            Settings(**v.settings)
+        except _PydError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"A/B variant {v.name!r} has a bad value for setting {where!r}: {err['msg']}.",
+                              param="ab") from None
         if v.retrieval:
             from llmspace.rag.retrieve import RetrievalParams
 
@@ -116,11 +122,6 @@ class Arm:
         self.variant = variant
         self.name = variant.name
         self.services = services
-        self._pattern = None
-        if variant.pattern:
-            from llmspace.evals.runner import _load_pattern
-
-            self._pattern = _load_pattern(variant.pattern)
 
     @property
     def retrieval(self) -> dict:
@@ -132,7 +133,7 @@ class Arm:
         if self.variant.system_prompt:
             msgs = [m for m in msgs if m.get("role") != "system"]
             msgs.insert(0, {"role": "system", "content": self.variant.system_prompt})
-        return self._pattern(msgs) if self._pattern else msgs
+        return msgs
 
 
 _SHARED = {"engine": ("chat_model", "backend", "device", "dtype", "threads", "remote_base_url"),
@@ -171,7 +172,7 @@ class ABRouter:
         from llmspace.services import Services
 
         base = self.base.settings
-        settings = Settings.load(env={}, **{**base.model_dump(), **variant.settings})
+        settings = Settings.load(env={}, **{**base.model_dump(), **variant.settings, "ab": None})
         view = Services(settings)
         for attr, keys in _SHARED.items():  # share what the overrides leave alone (one model in memory)
             if all(getattr(settings, k) == getattr(base, k) for k in keys):
