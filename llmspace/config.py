@@ -43,6 +43,16 @@ class Settings(BaseModel):
     max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask for.")
     max_request_chars: int = Field(200_000, ge=1, description="Largest total message text a request may carry.")
     queue_size: int = Field(32, ge=1, description="Gradio queue length.")
+    # bounds on what clients can make the server hold (issue #9)
+    embedding_max_inputs: int = Field(2048, ge=1, description="Most texts one /v1/embeddings request may carry.")
+    embedding_max_input_chars: int = Field(32_000, ge=1,
+                                           description="Longest single text /v1/embeddings accepts.")
+    rag_cache_size: int = Field(4, ge=1, description="Loaded RAG indexes kept in memory (least recently used go).")
+    responses_max_rows: int = Field(100_000, ge=0, description=(
+        "Recorded answers (feedback by id, A/B) kept; the oldest go on each write. 0: no row limit."))
+    responses_max_days: float = Field(90, ge=0, description=(
+        "Days a recorded answer is kept; older ones go on each write. 0: no age limit."))
+    compare_max_engines: int = Field(2, ge=1, description="Engines the /web/ compare view keeps loaded.")
     language: Literal["en", "zh"] = Field("en", description="Default UI language.")
     default_index: str = Field("roadmap", description="Index the RAG tab and `ask --index` use by default.")
     index_bundled_corpus: bool = Field(True, description="Build the bundled roadmap index on first start.")
