@@ -196,3 +196,30 @@ def test_citation_precision_counts_each_cited_chunk_once(tmp_path):
     assert citation_precision(r) == 0.5
     html = _cited_html(r.cited)
     assert html.count("en/05-rag.md") == 1 and "invalid: [3] [4] [5] [6] [7] … (9)" in html
+
+
+def test_charts_use_figures_not_pyplot_and_render_from_many_threads():
+    """pyplot's current figure and backend are process-global; server threads must not share them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom llmspace.evals.report import latency_histogram_svg, tag_pass_rates_svg\n"
+            "a = latency_histogram_svg([0.1, 0.2, 0.3, 0.4, 0.5], 0.3, 0.5)\n"
+            "b = tag_pass_rates_svg({'en': {'pass_rate': 0.5, 'passed': 1, 'n': 2}})\n"
+            "assert a.startswith('<svg') and b.startswith('<svg')\n"
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmspace.evals.report import latency_histogram_svg, tag_pass_rates_svg
+
+    def render(i):
+        tags = {f"tag{i}-{j}": {"pass_rate": j / 4, "passed": j, "n": 4} for j in range(1 + i % 4)}
+        return latency_histogram_svg([0.1 * k for k in range(1, 3 + i)]), tag_pass_rates_svg(tags), i
+
+    with ThreadPoolExecutor(8) as pool:
+        for hist, bars, i in pool.map(render, range(24)):
+            assert hist.count("<svg") == 1 and "Latency" in hist
+            assert all(f"tag{i}-{j}" in bars for j in range(1 + i % 4)) and f"tag{(i + 1) % 24}-0" not in bars

@@ -48,24 +48,28 @@ def write_reports(run: RunRecord, out_dir: Path) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------- charts
+def _figure(figsize: tuple[float, float]):
+    """A standalone ``Figure`` and its axes. Not pyplot: pyplot keeps global
+    state (current figure, backend) that server threads rendering at once
+    would share; a ``Figure`` belongs to its caller and is freed with it."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    if matplotlib.rcParams["svg.fonttype"] != "none":
+        matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable (one constant value)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
 def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: inline in HTML
 
 
 def latency_histogram_svg(latencies: list[float], p50: float | None = None, p95: float | None = None) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable
-    fig, ax = plt.subplots(figsize=(5.5, 2.8))
+    fig, ax = _figure((5.5, 2.8))
     if latencies:
         ax.hist(latencies, bins=min(20, max(5, len(latencies) // 2)), color="#4c78a8", edgecolor="white")
         for v, label, color in ((p50, "p50", "#f58518"), (p95, "p95", "#e45756")):
@@ -80,14 +84,8 @@ def latency_histogram_svg(latencies: list[float], p50: float | None = None, p95:
 
 
 def tag_pass_rates_svg(by_tag: dict[str, dict]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.fonttype"] = "none"
     tags = list(by_tag)
-    fig, ax = plt.subplots(figsize=(5.5, 0.45 * max(len(tags), 2) + 0.8))
+    fig, ax = _figure((5.5, 0.45 * max(len(tags), 2) + 0.8))
     rates = [100 * by_tag[t]["pass_rate"] for t in tags]
     bars = ax.barh(tags, rates, color=["#54a24b" if r >= 50 else "#e45756" for r in rates])
     for bar, t in zip(bars, tags, strict=True):
