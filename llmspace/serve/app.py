@@ -33,6 +33,12 @@ def _loc_to_param(loc) -> str | None:
     return out or None
 
 
+def _route(request: Request) -> str:
+    """The matched route's template (``/v1/rag/indexes/{name}``), never the raw path: a metric
+    label per client-chosen URL would grow without bound."""
+    return getattr(request.scope.get("route"), "path", None) or "unmatched"
+
+
 def create_app(services, with_ui: bool = True) -> FastAPI:
     app = FastAPI(title="llmspace", version=__version__, docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/openapi.json")
@@ -40,12 +46,12 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
 
     @app.exception_handler(LLMSpaceError)
     async def _llmspace_error(request: Request, exc: LLMSpaceError):
-        services.metrics.errors.labels(request.url.path, str(exc.status)).inc()
+        services.metrics.errors.labels(_route(request), str(exc.status)).inc()
         return JSONResponse(exc.to_openai(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        services.metrics.errors.labels(request.url.path, "400").inc()
+        services.metrics.errors.labels(_route(request), "400").inc()
         err = exc.errors()[0]
         if err.get("type") == "json_invalid":
             return _error(400, f"The request body is not valid JSON: {err.get('msg')}.", None,
@@ -57,7 +63,7 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - last resort
         log.exception("unhandled error on %s", request.url.path)
-        services.metrics.errors.labels(request.url.path, "500").inc()
+        services.metrics.errors.labels(_route(request), "500").inc()
         return _error(500, f"Internal error: {type(exc).__name__}. See the server log.", type_="server_error")
 
     @app.get("/health")

@@ -52,7 +52,7 @@ class ChatRequest(BaseModel):
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = None
+    model: str | None = Field(None, examples=["all-minilm-l6-v2"])
     input: str | list[Any]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
@@ -162,19 +162,25 @@ async def chat_completions(req: ChatRequest, request: Request):
 @router.post("/embeddings")
 async def embeddings(req: EmbeddingRequest, request: Request):
     services = _services(request)
+    limits = services.settings
     emb = services.embedder
     if req.model:
         from llmspace import models
 
-        spec = models.lookup(req.model)
-        if req.model != emb.name and not (spec and spec.name == models.lookup(emb.name).name):
+        asked, served = models.lookup(req.model), models.lookup(emb.name)  # None: not a registry name
+        if req.model != emb.name and not (asked and served and asked.name == served.name):
             raise ModelNotFoundError(f"The embedding model {req.model!r} is not served here; this server serves "
-                                     f"{emb.name!r}.")
+                                     f"{emb.name!r} (GET /v1/models lists it).")
     texts = [req.input] if isinstance(req.input, str) else req.input
     if not texts:
         raise ValidationError("`input` is empty.", param="input")
-    if len(texts) > 2048:
-        raise ValidationError(f"`input` has {len(texts)} items; the limit is 2048.", param="input")
+        if len(t) > limits.embedding_max_input_chars:
+            raise ValidationError(f"input[{i}] has {len(t)} characters; the limit is "
+                                  f"{limits.embedding_max_input_chars} (LLMSPACE_EMBEDDING_MAX_INPUT_CHARS). "
+                                  "Split the text into chunks first.", param=f"input[{i}]")
+    if len(texts) > limits.embedding_max_inputs:
+        raise ValidationError(f"`input` has {len(texts)} items; the limit is {limits.embedding_max_inputs} "
+                              "(LLMSPACE_EMBEDDING_MAX_INPUTS). Send them in several requests.", param="input")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise ValidationError(f"input[{i}] must be a string (token arrays are not supported).",
