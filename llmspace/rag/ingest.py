@@ -25,6 +25,7 @@ from llmspace.rag.text import detect_lang
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
              ".html": "html", ".htm": "html", ".pdf": "pdf", ".docx": "docx"}
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_FILES = 200  # per upload request (the HTTP route refuses the next one before reading it)
 MAX_FILES = 10_000
 
 
@@ -104,6 +105,9 @@ def ingest(paths: Iterable[Path | str], max_file_bytes: int = MAX_FILE_BYTES) ->
             doc = load_file(path, source, max_file_bytes=max_file_bytes)
         except SkipFile as exc:
             result.skipped.append(Skipped(source, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a parser's surprise (pypdf's LimitReachedError, ...) skips one file
+            result.skipped.append(Skipped(source, f"cannot read the file ({type(exc).__name__}: {exc})"))
             continue
         if doc.sha256 in seen:
             result.duplicates.append(Skipped(source, f"same content as {seen[doc.sha256]}"))
@@ -231,7 +235,7 @@ def html_to_text(html: str) -> str:
 
 def pdf_to_text(path: Path) -> tuple[str, list[int]]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError  # every pypdf error, not only PdfReadError (LimitReachedError is not one)
 
     try:
         reader = PdfReader(str(path))
@@ -243,7 +247,7 @@ def pdf_to_text(path: Path) -> tuple[str, list[int]]:
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
     except SkipFile:
         raise
-    except (PdfReadError, OSError, ValueError, KeyError, TypeError) as exc:
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise SkipFile(f"cannot read the PDF ({type(exc).__name__}: {exc})") from None
     if not any(pages):
         raise SkipFile(f"PDF has no text layer ({len(pages)} page(s), scanned images?); run OCR on it first "

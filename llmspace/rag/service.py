@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Iterator
 
 from llmspace.errors import NotFoundError, ValidationError
+from llmspace.lru import LRU
 from llmspace.rag import index as idx
 from llmspace.rag.answer import AnswerParams, stream_answer
 from llmspace import fsutil
 from llmspace.rag.build import BuildReport, Progress, build_index
 from llmspace.rag.bundled import ensure_bundled_index  # noqa: F401  (re-exported for the app's start-up)
 from llmspace.rag.chunking import ChunkerSettings
-from llmspace.rag.ingest import MAX_FILE_BYTES, safe_upload_name
+from llmspace.rag.ingest import MAX_FILE_BYTES, MAX_UPLOAD_FILES, safe_upload_name
 from llmspace.rag.retrieve import RetrievalParams, Retriever, load_reranker
 from llmspace.rag.types import Answer, Chunk, SearchHit
-
-MAX_UPLOAD_FILES = 200
 
 
 class RagService:
@@ -32,7 +31,8 @@ class RagService:
         self.services = services
         self.settings = services.settings
         self._lock = threading.RLock()
-        self._cache: dict[str, tuple[tuple, Retriever]] = {}
+        # loaded indexes by name, the least recently used dropped past the setting (names come from clients)
+        self._cache: LRU[str, tuple[tuple, Retriever]] = LRU(self.settings.rag_cache_size)
         self._reranker = None
 
     # ------------------------------------------------------------ indexes

@@ -17,10 +17,12 @@ import json
 import uuid
 from typing import Literal
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from llmspace.rag.ingest import MAX_UPLOAD_FILES
+
 
 router = APIRouter(prefix="/v1/rag", tags=["rag"])
 
@@ -142,16 +144,46 @@ async def delete_index(name: str, request: Request):
     return {"deleted": name}
 
 
-@router.post("/indexes/{name}")
-async def upload_index(name: str, request: Request, files: list[UploadFile] = File(...)):
-    """Build (or rebuild) index ``name`` from uploaded files; names with paths are refused."""
+def _upload_body(max_files: int) -> dict:
+    """The multipart body, documented by hand: the route parses it itself, with limits."""
+    files = {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": max_files}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"], "properties": {"files": files}}}}}}
+
+
+MAX_FORM_FIELDS = 20
+MAX_FORM_FIELD_BYTES = 64 * 1024
+
+
+@router.post("/indexes/{name}", openapi_extra=_upload_body(MAX_UPLOAD_FILES))
+async def upload_index(name: str, request: Request):
+    """Build (or rebuild) index ``name`` from uploaded files (multipart field ``files``); names with
+    paths are refused. The form is parsed with limits: the file past ``MAX_UPLOAD_FILES`` is refused
+    on its headers, before its bytes are read."""
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+
+    from llmspace.errors import ValidationError
     from llmspace.rag.ingest import MAX_FILE_BYTES
 
     services = _services(request)
-    pairs = []
-    for f in files:
-        data = await f.read(MAX_FILE_BYTES + 1)  # never hold more than the limit: over it is skipped anyway
-        pairs.append((f.filename or "", data))
+    try:
+        form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_FORM_FIELDS,
+                                  max_part_size=MAX_FORM_FIELD_BYTES)
+    except HTTPException as exc:  # Starlette's parser limits (too many files or fields, a bad body)
+        raise ValidationError(f"The upload was refused: {exc.detail} Send at most {MAX_UPLOAD_FILES} files, "
+                              "as multipart form field `files`.", param="files") from None
+    try:
+        files = form.getlist("files")
+        if not files or not all(isinstance(f, UploadFile) for f in files):
+            raise ValidationError("Send the documents as files in multipart form field `files` "
+                                  "(e.g. `curl -F files=@notes.md ...`).", param="files")
+        pairs = []
+        for f in files:
+            data = await f.read(MAX_FILE_BYTES + 1)  # never hold more than the limit: over it is skipped anyway
+            pairs.append((f.filename or "", data))
+    finally:
+        await form.close()
     report = await run_in_threadpool(services.rag.build_from_uploads, name, pairs)
     return report.to_dict()
 
