@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from llmspace.errors import DependencyError, ModelNotFoundError
-from llmspace.fsutil import recover_dir, replace_dir
+from llmspace.fsutil import artefact_lock, recover_dir, replace_dir
 
 META_FILE = "llmspace_meta.json"
 CONVERSION_VERSION = 1  # bump when the converted layout changes: old folders are rebuilt
@@ -141,15 +141,14 @@ def is_converted(spec: ModelSpec, models_dir: Path) -> bool:
 
 
 def ensure_converted(spec: ModelSpec, models_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
-    """Convert the packaged GGUF to a safetensors folder once; return the folder."""
-    from filelock import FileLock
-
+    """Convert the packaged GGUF to a safetensors folder once; return the folder
+    (a link to its version folder, flipped atomically; see ``fsutil``)."""
     target = converted_dir(spec, models_dir)
     if is_converted(spec, models_dir):
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models_dir / f".{spec.name}.lock")):
-        recover_dir(target, META_FILE)  # a kill between the two renames of an earlier swap
+    with artefact_lock(target):
+        recover_dir(target, META_FILE)  # what a killed conversion left; only ever under this lock
         if is_converted(spec, models_dir):  # another process finished while we waited
             return target
         say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -55,7 +55,8 @@ def export_embedding(model: str | None = None, out: Path | str | None = None, fo
 
     from llmspace import models
     from llmspace.export.card import write_card
-    from llmspace.export.onnx_export import prepare_out, replace_dir
+    from llmspace.export.onnx_export import prepare_out
+    from llmspace.fsutil import swap_in
 
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     settings = settings or Settings.load()
@@ -93,7 +94,7 @@ def export_embedding(model: str | None = None, out: Path | str | None = None, fo
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         write_card(tmp, meta)
-        replace_dir(tmp, out)
+        swap_in(tmp, out, META_FILE)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

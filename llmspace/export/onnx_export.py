@@ -25,7 +25,7 @@ from typing import Callable
 from llmspace.config import Settings
 from llmspace.export.errors import ExportError
 from llmspace.export.layout import DTYPE_FILES, META_FILE, TOKENIZER_FILES, check_layout, onnx_path, parse_dtypes
-from llmspace.fsutil import replace_dir  # noqa: F401  (re-exported for embedding/space)
+from llmspace.fsutil import swap_in
 
 OPTIMUM_TASK = "text-generation-with-past"
 
@@ -59,7 +59,8 @@ def resolve_source(model: str, settings: Settings) -> tuple[Path | str, str, str
 
 
 def prepare_out(out: Path, force: bool) -> Path:
-    out = Path(out).expanduser().resolve()
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    out = out.parent.resolve() / out.name  # not the version folder an existing ``out`` links to
     if out.exists() and not force:
         raise ExportError(f"The output folder {out} already exists. Choose another --out, or pass --force "
                           "to replace it.", param="out")
@@ -154,7 +155,7 @@ def export_onnx(model: str = "default", out: Path | str | None = None, dtypes: s
         from llmspace.export.card import write_card
 
         write_card(tmp, meta)
-        replace_dir(tmp, out)
+        swap_in(tmp, out, META_FILE)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

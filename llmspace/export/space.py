@@ -86,7 +86,8 @@ def build_space(out: Path | str, kind: str = "gradio", exports: list[str] | None
                 settings: Settings | None = None, force: bool = False, title: str = "llmspace") -> Path:
     """Write the Space folder ``out`` (atomically); ``exports`` default to every export present."""
     from llmspace.export.layout import list_exports
-    from llmspace.export.onnx_export import prepare_out, replace_dir
+    from llmspace.export.onnx_export import prepare_out
+    from llmspace.fsutil import swap_in
 
     if kind not in KINDS:
         raise ExportError(f"Unknown Space kind {kind!r}: use {' or '.join(KINDS)}.", param="kind")
@@ -121,7 +122,7 @@ def build_space(out: Path | str, kind: str = "gradio", exports: list[str] | None
             shutil.copytree(settings.exports_dir / name, models_root / name)
         if kind == "static":  # the page reads models/index.json; here it is a file, not a route
             (models_root / "index.json").write_text(json.dumps({"models": list_exports(models_root)}, indent=2))
-        replace_dir(tmp, out)
+        swap_in(tmp, out, "README.md")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

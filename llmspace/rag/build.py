@@ -1,10 +1,12 @@
 """Building an index: ingest -> chunk -> embed (only what changed) -> write -> swap.
 
-The new index is written to ``indexes/.tmp-<name>-<id>/`` and renamed into
-place (the old one is moved aside first, then removed), under a per-name file
-lock. An exception or a kill at any point leaves the old index (or none, if
-there was none) and at most a stale ``.tmp-*`` folder, which listing ignores and
-the next build of that name removes.
+The new index is written to ``indexes/.tmp-<name>-<id>/`` and swapped in by
+``fsutil.replace_dir`` (``indexes/<name>`` is a link flipped in one rename to a
+new version folder), under a per-name file lock. Readers never see the path
+missing: they get the old index until the new one is complete. An exception or a
+kill at any point leaves the old index (or none, if there was none) and at most
+a stale ``.tmp-*`` folder or unlinked version, which listing ignores and the
+next build of that name removes, under the same lock.
 
 Re-indexing: documents are keyed by content hash. A document whose hash is in
 the previous index (same embedding model and chunker settings) keeps its chunks
@@ -30,7 +32,7 @@ from llmspace.rag.index import FORMAT_VERSION, MANIFEST, RagIndex, canonical_mod
 from llmspace.rag.ingest import MAX_FILE_BYTES, Document, Skipped, discover, ingest
 from llmspace.rag.text import analyze
 from llmspace.rag.types import Chunk
-from llmspace.fsutil import recover_dir, replace_dir
+from llmspace.fsutil import artefact_lock, current, recover_dir, replace_dir
 
 Progress = Callable[[float, str], None]
 DENSE_KINDS = ("flat", "hnsw")
@@ -73,8 +75,6 @@ def build_index(indexes_dir: Path, name: str, paths: Iterable[Path | str], embed
 
     Raises ``ValidationError`` when nothing indexable was found (the message lists
     each skipped file and why); the previous index, if any, is left as it was."""
-    from filelock import FileLock
-
     t0 = time.perf_counter()
     validate_name(name)
     chunker = chunker or ChunkerSettings()
@@ -84,7 +84,7 @@ def build_index(indexes_dir: Path, name: str, paths: Iterable[Path | str], embed
     paths = [Path(p) for p in paths]
     indexes_dir.mkdir(parents=True, exist_ok=True)
     target = index_dir(indexes_dir, name)
-    with FileLock(str(indexes_dir / f".{name}.lock")):
+    with artefact_lock(target):  # a second build of this name waits here
         recover(indexes_dir, name)
         for stale in indexes_dir.glob(f".tmp-{name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -152,7 +152,9 @@ swap = replace_dir
 
 
 def recover(indexes_dir: Path, name: str) -> None:
-    """After a kill between the two renames of ``swap``: put the old index back."""
+    """Clear what a killed build left (and put the old index back if a kill left
+    none linked). Only under the build lock: a reader calling this could undo a
+    build's swap in progress."""
     recover_dir(indexes_dir / name, MANIFEST)
 
 
@@ -169,10 +171,11 @@ def _nothing_to_index(paths: list[Path], skipped: list[Skipped], duplicates: lis
 
 def _previous(target: Path, embedding_model: str, chunker: ChunkerSettings) -> RagIndex | None:
     """The existing index, if its chunks and vectors can be reused as they are."""
-    if not (target / MANIFEST).exists():
+    real = current(target)
+    if real is None or not (real / MANIFEST).exists():
         return None
     try:
-        old = RagIndex.load(target)
+        old = RagIndex.load(real)
     except Exception:  # noqa: BLE001 - an unreadable old index is simply rebuilt
         return None
     m = old.manifest

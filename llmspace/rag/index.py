@@ -9,18 +9,21 @@ Layout of ``LLMSPACE_HOME/indexes/<name>/``::
     dense.faiss       IndexFlatIP (exact, default) or IndexHNSWFlat (approximate)
     bm25/             bm25s matrices; terms.json holds document frequencies
 
-Writes go to ``.tmp-<name>-<id>/`` beside it and are swapped in by rename
-(see ``build.py``), so a reader sees the old index or the new one, never half.
+``<name>`` is a link to ``.<name>.versions/<id>/`` (a plain folder, as older
+llmspace wrote it, loads too). Writes go to ``.tmp-<name>-<id>/`` beside it and
+are swapped in by flipping the link (see ``fsutil`` and ``build.py``), so a
+reader sees the old index or the new one, never half and never none.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmspace import fsutil
 from llmspace.errors import ConfigError, NotFoundError, ValidationError
 from llmspace.rag.types import Chunk
 
@@ -80,17 +83,32 @@ def summary(manifest: dict, path: Path) -> dict:
 
 
 def dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    total = 0
+    for p in Path(os.path.realpath(path)).rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except OSError:  # a rebuild deleted this version meanwhile
+            pass
+    return total
+
+
+DELETE_WAIT_S = 30.0
 
 
 def delete_index(indexes_dir: Path, name: str) -> None:
+    """Delete index ``name`` (readers see it gone at once), under its build lock."""
+    from filelock import Timeout
+
     path = index_dir(indexes_dir, name)
     if not (path / MANIFEST).exists():
         raise NotFoundError(f"No index named {name!r}. See `llmspace index ls`.", param="name")
-    trash = indexes_dir / f".del-{name}"
-    shutil.rmtree(trash, ignore_errors=True)
-    path.rename(trash)  # atomic: readers see it gone at once
-    shutil.rmtree(trash, ignore_errors=True)
+    try:
+        with fsutil.artefact_lock(path, timeout=DELETE_WAIT_S):
+            fsutil.recover_dir(path, MANIFEST)
+            fsutil.remove_dir(path)
+    except Timeout:
+        raise ValidationError(f"Index {name!r} is being built; delete it when the build has finished.",
+                              param="name") from None
 
 
 @dataclass
@@ -124,8 +142,9 @@ class RagIndex:
         import bm25s
         import faiss
 
+        shown, path = path, fsutil.current(path) or path  # read every file from one version
         manifest = read_manifest(path)
-        name = manifest.get("name", path.name)
+        name = manifest.get("name", shown.name)
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ConfigError(f"Index {name!r} has format {manifest.get('format_version')}, this llmspace reads "
                               f"format {FORMAT_VERSION}. Rebuild it: `llmspace index build PATH --name {name}`.",
@@ -150,7 +169,7 @@ class RagIndex:
                 if line:
                     d = json.loads(line)
                     documents[d["doc_id"]] = d
-        return cls(path, manifest, chunks, dense, bm25, df, documents)
+        return cls(shown, manifest, chunks, dense, bm25, df, documents)
 
     # ------------------------------------------------------------ search primitives
     def dense_search(self, qvec, k: int) -> list[tuple[int, float]]:

@@ -108,13 +108,16 @@ class RagService:
     def _path(self, name: str) -> Path:
         """The index's version folder, resolved once (never recovers: only a build, under its lock, does)."""
         path = idx.index_dir(self.indexes_dir, name)
-        real = fsutil.current(path)
-        if real is None or not (real / idx.MANIFEST).exists():
-            existing = ", ".join(i["name"] for i in self.list()) or "none yet"
-            hint = ("The bundled roadmap index is built when the app starts, or with `llmspace index bundled`."
-                    if name == "roadmap" else f"Build it: `llmspace index build PATH --name {name}`.")
-            raise NotFoundError(f"No index named {name!r}. {hint} Existing indexes: {existing}.", param="index")
-        return real
+        for _ in range(3):
+            real = fsutil.current(path)
+            if real is not None and (real / idx.MANIFEST).exists():
+                return real
+            if real is None or fsutil.current(path) == real:  # not just replaced by a rebuild
+                break
+        existing = ", ".join(i["name"] for i in self.list()) or "none yet"
+        hint = ("The bundled roadmap index is built when the app starts, or with `llmspace index bundled`."
+                if name == "roadmap" else f"Build it: `llmspace index build PATH --name {name}`.")
+        raise NotFoundError(f"No index named {name!r}. {hint} Existing indexes: {existing}.", param="index")
 
     def retriever(self, name: str | None = None) -> Retriever:
         """The loaded index's retriever (cached; reloaded after a rebuild)."""
