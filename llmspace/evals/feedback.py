@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+from llmspace.config import Settings
 from llmspace.db import Migrations, connect
 from llmspace.errors import NotFoundError, ValidationError
 
@@ -71,6 +72,12 @@ def m002_feedback(db):
     db.execute("CREATE INDEX feedback_response ON feedback(response_id)")
 
 
+@migrations()
+def m010_responses_by_time(db):
+    # retention deletes by age and keeps the newest rows: both walk this index
+    db.execute("CREATE INDEX IF NOT EXISTS responses_created ON responses(created_at)")
+
+
 def hash_user(key: str | None, salt: str = "llmspace") -> str | None:
     if not key:
         return None
@@ -92,7 +99,9 @@ def record_response(db_path: Path | str, *, id: str, kind: str, question: str, a
                     model: str | None = None, variant: str | None = None, user_key: str | None = None,
                     index: str | None = None, cited: list[dict] | None = None, prompt_tokens: int | None = None,
                     completion_tokens: int | None = None, ttft_s: float | None = None,
-                    total_s: float | None = None, cost_usd: float | None = None) -> None:
+                    total_s: float | None = None, cost_usd: float | None = None,
+                    max_rows: int = Settings.model_fields["responses_max_rows"].default,
+                    max_days: float = Settings.model_fields["responses_max_days"].default) -> None:
     with connect(db_path, migrations) as db:
         db.execute("INSERT OR REPLACE INTO responses (id, created_at, kind, variant, user_hash, model, index_name, "
                    "question, answer, cited_json, prompt_tokens, completion_tokens, ttft_s, total_s, cost_usd) "
@@ -100,6 +109,20 @@ def record_response(db_path: Path | str, *, id: str, kind: str, question: str, a
                    (id, time.time(), kind, variant, hash_user(user_key), model, index, question[:MAX_TEXT_CHARS],
                     answer[:MAX_TEXT_CHARS], json.dumps(cited) if cited is not None else None, prompt_tokens,
                     completion_tokens, ttft_s, total_s, cost_usd))
+        prune_responses(db, max_rows, max_days)  # on each write: the table never outgrows the settings
+
+
+def prune_responses(db, max_rows: int = 0, max_days: float = 0, now: float | None = None) -> int:
+    """Drop recorded answers past the retention settings (``responses_max_rows``, ``responses_max_days``;
+    0: no limit); returns how many went. Ratings keep their own copy of question and answer."""
+    gone = 0
+    if max_days:
+        cutoff = (time.time() if now is None else now) - max_days * 86400
+        gone += db.execute("DELETE FROM responses WHERE created_at < ?", (cutoff,)).rowcount
+    if max_rows:
+        gone += db.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses "
+                           "ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)", (max_rows,)).rowcount
+    return gone
 
 
 def get_response(db_path: Path | str, response_id: str) -> dict | None:

@@ -163,7 +163,8 @@ def record(services, request: Request, *, response_id: str, kind: str, question:
                         model=model, variant=arm.name if arm is not None else None,
                         user_key=user_key(request, user), index=index, cited=cited if citations else None,
                         prompt_tokens=pt, completion_tokens=ct, ttft_s=t.get("ttft_s"), total_s=t.get("total_s"),
-                        cost_usd=cost)
+                        cost_usd=cost, max_rows=services.settings.responses_max_rows,
+                        max_days=services.settings.responses_max_days)
     except Exception:  # pragma: no cover - logged, not raised
         logging.getLogger("llmspace.serve").exception("could not record response %s", response_id)
 
