@@ -127,14 +127,14 @@ class ServicesSystem:
         index = self.index_for(case)
         if index:
             kw = {"max_tokens": self.max_tokens} if self.max_tokens else {}
-            answer = self.rag.answer(case.prompt_text, index, **kw)
+            answer = self.rag.answer(case.prompt_text, index, online=False, **kw)  # offline: no A/B, not recorded
             return from_answer(answer)
         from llmspace.chat import chat
 
         msgs = list(case.messages) if case.messages else [{"role": "user", "content": case.question}]
         if self.pattern is not None:
             msgs = self._pattern_fn(msgs)
-        c = chat(self.services, msgs, self.params)
+        c = chat(self.services, msgs, self.params, online=False)
         return SystemOutput(text=c.text, prompt_tokens=c.usage.prompt_tokens,
                             completion_tokens=c.usage.completion_tokens, ttft_s=c.timings.get("ttft_s"),
                             total_s=c.timings.get("total_s"), mode="chat", model=c.model)

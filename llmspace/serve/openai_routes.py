@@ -14,13 +14,12 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmspace.chat import chat_stream, check_model_name, prepare
+from llmspace.chat import check_model_name, start_chat
 from llmspace.engine.base import GenerationParams
 from llmspace.errors import ModelNotFoundError, ValidationError
-from llmspace.serve.eval_routes import choose_arm, record
+from llmspace.serve.eval_routes import user_key
 
 router = APIRouter(prefix="/v1")
 
@@ -62,7 +61,7 @@ def _services(request: Request):
     return request.app.state.services
 
 
-def _params(req: ChatRequest, default_max: int) -> GenerationParams:
+def _params(req: ChatRequest, default_max: int | None) -> GenerationParams:
     if req.n not in (None, 1):
         raise ValidationError("Only n=1 is supported.", param="n")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
@@ -98,28 +97,22 @@ def list_models(request: Request):
 async def chat_completions(req: ChatRequest, request: Request):
     services = _services(request)
     check_model_name(services, req.model)
-    arm = choose_arm(services, request, req.user)  # online A/B: None when LLMSPACE_AB is off
-    svc = arm.services if arm else services
-    params = _params(req, svc.settings.default_max_tokens)
-    msgs = await run_in_threadpool(prepare, svc, arm.apply(req.messages) if arm else req.messages, params)
+    params = _params(req, None)  # None: the default_max_tokens of the A/B arm that answers
+    # the library assigns the A/B arm and records the answer under `cid` (a stream the client drops: "cancelled")
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    turn = await run_in_threadpool(lambda: start_chat(services, req.messages, params,
+                                                      user_key=user_key(request, req.user), response_id=cid))
     created = int(time.time())
-    model = svc.engine.model_id
-    variant = arm.name if arm else None
-
-    def log(text: str, last) -> None:  # for feedback by id and `llmspace ab report`
-        record(services, request, response_id=cid, kind="chat", question=req.messages, answer=text,
-               usage=last.usage, timings=last.timings, model=model, arm=arm, user=req.user)
+    model = turn.model
+    variant = turn.variant
 
     if not req.stream:
         def run():
             parts, last = [], None
-            for d in chat_stream(svc, msgs, params, prepared=True):
+            for d in turn.stream():
                 parts.append(d.text)
                 last = d
-            text = "".join(parts)
-            log(text, last)
-            return text, last
+            return "".join(parts), last
 
         text, last = await run_in_threadpool(run)
         return {
@@ -139,13 +132,10 @@ async def chat_completions(req: ChatRequest, request: Request):
 
     def events():
         yield chunk({"role": "assistant", "content": ""})
-        parts = []
-        for d in chat_stream(svc, msgs, params, prepared=True):
+        for d in turn.stream():
             if d.text:
-                parts.append(d.text)
                 yield chunk({"content": d.text})
             if d.finish_reason is not None:
-                log("".join(parts), d)
                 yield chunk({}, d.finish_reason, llmspace={"timings": d.timings, "variant": variant})
                 if include_usage:
                     body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -153,10 +143,10 @@ async def chat_completions(req: ChatRequest, request: Request):
                     yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    if variant:
-        headers["X-LLMSpace-Variant"] = variant
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    from llmspace.serve.streams import EventStream
+
+    # EventStream closes events() when the client goes away: the answer is recorded as "cancelled" at once
+    return EventStream(events(), headers={"X-LLMSpace-Variant": variant} if variant else None)
 
 
 @router.post("/embeddings")

@@ -19,7 +19,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from llmspace.rag.ingest import MAX_UPLOAD_FILES
 
@@ -85,11 +84,12 @@ async def rag_answer(req: AnswerRequest, request: Request):
     rid = f"rag-{uuid.uuid4().hex[:24]}"
     retrieval = _retrieval(req)
     retrieval["retrieval_mode"] = retrieval.pop("mode")
-    stream = services.rag.stream_answer(question, index, mode=req.answer_mode, max_tokens=max_tokens, **retrieval)
-    first = await run_in_threadpool(next, stream)  # errors (bad question, missing index) surface as HTTP errors
+    from llmspace.serve.eval_routes import user_key
 
-    def finish(answer) -> None:
-        _record(services, request, rid, index, question, answer, req.user)
+    # the library assigns the A/B arm and records the answer under `rid` (a stream the client drops: "cancelled")
+    stream = services.rag.stream_answer(question, index, mode=req.answer_mode, max_tokens=max_tokens,
+                                        user_key=user_key(request, req.user), response_id=rid, **retrieval)
+    first = await run_in_threadpool(next, stream)  # errors (bad question, missing index) surface as HTTP errors
 
     if not req.stream:
         def run():
@@ -99,7 +99,6 @@ async def rag_answer(req: AnswerRequest, request: Request):
             return final
 
         answer = await run_in_threadpool(run)
-        finish(answer)
         return _answer_body(answer, rid, index)
 
     def events():
@@ -108,24 +107,13 @@ async def rag_answer(req: AnswerRequest, request: Request):
             if isinstance(item, str):
                 body = {"type": "delta", "id": rid, "text": item}
             else:
-                finish(item)
                 body = {"type": "answer", **_answer_body(item, rid, index)}
             yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    from llmspace.serve.streams import EventStream
 
-
-def _record(services, request, rid, index, question, answer, user) -> None:
-    """Store the answer for feedback by id (when the eval routes are installed)."""
-    try:
-        from llmspace.serve.eval_routes import record
-    except ImportError:  # pragma: no cover
-        return
-    record(services, request, response_id=rid, kind="rag", question=question, answer=answer.text,
-           usage=answer.usage, timings=answer.timings, model=services.settings.chat_model, user=user, index=index,
-           citations=answer.citations)
+    return EventStream(events())  # closed when the client goes away: the answer is recorded as "cancelled"
 
 
 @router.get("/indexes")

@@ -15,7 +15,7 @@ import gradio as gr
 
 from llmspace.errors import LLMSpaceError
 from llmspace.ui.i18n import add_strings
-from llmspace.ui.common import ui_errors
+from llmspace.ui.common import ui_errors, user_key
 from llmspace.ui.eval_tab import feedback_row
 
 add_strings(
@@ -97,14 +97,15 @@ def footer(answer) -> str:
             f"{t.get('total_s', 0):.2f} s{notes}")
 
 
-def ask(services, index: str, question: str, mode: str, top_k: int):
-    """Stream (answer html, citations html, footer markdown)."""
+def ask(services, index: str, question: str, mode: str, top_k: int, user_key: str | None = None):
+    """Stream (answer html, citations html, footer markdown). The library assigns
+    the A/B arm (by ``user_key``) and records the answer, like every shell's."""
     if not index:
         raise gr.Error("Pick an index first, or upload files to build one. / 请先选择索引，或上传文件建立索引。")
     if not question or not question.strip():
         raise gr.Error("Type a question first. / 请先输入问题。")
     try:
-        stream = services.rag.stream_answer(question, index, mode=mode, top_k=int(top_k))
+        stream = services.rag.stream_answer(question, index, mode=mode, top_k=int(top_k), user_key=user_key)
         text = ""
         for item in stream:
             if isinstance(item, str):
@@ -190,8 +191,8 @@ def build(services, t) -> None:
             sbtn = gr.Button(t("rag_search"), scale=1)
         hits = gr.Dataframe(headers=HIT_COLUMNS, label=t("rag_hits"), wrap=True, interactive=False)
 
-    def _ask(idx, q, m, k):
-        yield from ask(services, idx, q, m, k)
+    def _ask(idx, q, m, k, request: gr.Request):
+        yield from ask(services, idx, q, m, k, user_key=user_key(request))
 
     def _build(f, n, progress=gr.Progress()):
         return build_from_upload(services, f, n, progress)
