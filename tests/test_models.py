@@ -65,5 +65,7 @@ def test_two_processes_convert_once_and_leftovers_are_cleaned(tmp_path):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert sum("converting" in o for o in outs) == 1, outs
-    assert sorted(p.name for p in models_dir.iterdir() if not p.name.endswith(".lock")) == ["smollm2-135m-instruct"]
+    names = sorted(p.name for p in models_dir.iterdir() if not p.name.endswith(".lock"))
+    assert names == [".smollm2-135m-instruct.versions", "smollm2-135m-instruct"]  # the link and its one version
+    assert len(list((models_dir / ".smollm2-135m-instruct.versions").iterdir())) == 1
     assert models.is_converted(models.REGISTRY["smollm2-135m-instruct"], models_dir)

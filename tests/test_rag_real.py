@@ -61,7 +61,17 @@ def services(llmspace_home, session_services) -> Services:
 
 
 def leftovers(indexes_dir: Path) -> list[str]:
-    return sorted(p.name for p in indexes_dir.glob(".*") if p.is_dir()) if indexes_dir.exists() else []
+    """Hidden folders a build left behind: temp folders, and versions no index links to
+    (``<name>`` links to ``.<name>.versions/<id>``; see ``llmspace.fsutil``)."""
+    out = []
+    for p in sorted(indexes_dir.glob(".*")) if indexes_dir.exists() else []:
+        name = p.name[1:-len(".versions")] if p.name.endswith(".versions") else None
+        if name and (indexes_dir / name).is_symlink():
+            linked = Path(os.path.realpath(indexes_dir / name)).name
+            out += [f"{p.name}/{v.name}" for v in p.iterdir() if v.name != linked]
+        elif p.is_dir():
+            out.append(p.name)
+    return out
 
 
 # ---------------------------------------------------------------- build + retrieval
