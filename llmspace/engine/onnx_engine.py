@@ -91,8 +91,8 @@ class OrtCausalLM:
 
         return {n: np.zeros((1, s[1], 0, s[3]), dtype=self.float_type) for n, s in self.past_shape.items()}
 
-    def forward(self, ids: list[int], past: dict, past_len: int):
-        """Logits ``(len(ids), vocab)`` for ``ids`` following ``past_len`` cached tokens, and the new cache."""
+    def _run(self, ids: list[int], past: dict, past_len: int) -> tuple:
+        """The raw logits ``(1, len(ids), vocab)`` (the graph's dtype, every position) and the new cache."""
         import numpy as np
 
         total = past_len + len(ids)
@@ -102,7 +102,24 @@ class OrtCausalLM:
             feed["position_ids"] = np.arange(past_len, total, dtype=np.int64)[None, :]
         outs = dict(zip(self.output_names, self.session.run(None, feed)))
         new_past = {n: outs[n.replace("past_key_values", "present")] for n in self.past_names}
-        return outs["logits"][0].astype(np.float32), new_past
+        return outs["logits"], new_past
+
+    def forward(self, ids: list[int], past: dict, past_len: int):
+        """Logits ``(len(ids), vocab)`` for ``ids`` following ``past_len`` cached tokens, and the new cache
+        (every position: for parity checks; decoding uses ``next_logits``)."""
+        import numpy as np
+
+        logits, new_past = self._run(ids, past, past_len)
+        return logits[0].astype(np.float32), new_past
+
+    def next_logits(self, ids: list[int], past: dict, past_len: int):
+        """Logits ``(vocab,)`` float32 of the last position only, and the new cache. The exported graph
+        returns every position; the row is cut before any copy, so a long prompt's prefill never makes
+        a float32 copy of a (prompt, vocab) array."""
+        import numpy as np
+
+        logits, new_past = self._run(ids, past, past_len)
+        return logits[0, -1].astype(np.float32), new_past
 
     def token_ids(self, prompt: list[int], max_new_tokens: int,
                   choose: Callable | None = None) -> Iterator[int]:
@@ -112,34 +129,11 @@ class OrtCausalLM:
         choose = choose or (lambda logits: int(np.argmax(logits)))
         past, done, ids = self.empty_past(), 0, list(prompt)
         for _ in range(max_new_tokens):
-            logits, past = self.forward(ids, past, done)
+            logits, past = self.next_logits(ids, past, done)
             done += len(ids)
-            nxt = choose(logits[-1])
+            nxt = choose(logits)
             yield nxt
             ids = [nxt]
-
-
-def sample_next_np(logits, params: GenerationParams, rng) -> int:
-    """numpy twin of ``engine.sampling.sample_next`` (this backend does not import torch)."""
-    import numpy as np
-
-    if params.greedy:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / params.temperature
-    if params.top_k and params.top_k < z.size:
-        kth = np.partition(z, -params.top_k)[-params.top_k]
-        z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if params.top_p < 1.0:
-        order = np.argsort(-p)
-        sorted_p = p[order]
-        drop = np.cumsum(sorted_p) - sorted_p >= params.top_p
-        sorted_p[drop] = 0.0
-        p = np.zeros_like(p)
-        p[order] = sorted_p
-        p /= p.sum()
-    return int(rng.choice(p.size, p=p))
 
 
 class OnnxEngine(LocalEngine):
@@ -195,10 +189,10 @@ class OnnxEngine(LocalEngine):
         return out
 
     def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
-        import numpy as np
+        from llmspace.engine.sampling import make_rng, sample_next
 
-        rng = np.random.default_rng(params.seed)
-        return self._model.token_ids(prompt, params.max_new_tokens, lambda logits: sample_next_np(logits, params, rng))
+        rng = make_rng(params.seed)  # the torch backend's sampler too: one seed, the same tokens
+        return self._model.token_ids(prompt, params.max_new_tokens, lambda logits: sample_next(logits, params, rng))
 
 
 def _read_json(path: Path) -> dict:

@@ -3,10 +3,15 @@
 We decode token by token with the KV cache rather than calling ``generate``
 so that one loop gives us streaming, stop strings, exact usage counts and time
 to first token, identically for greedy and sampled decoding.
+
+Grad mode is per thread, and a server steps a sync generator on whichever pool
+thread is free: so the parameters never require grad, and each forward call (not
+the generator around it) runs under ``inference_mode``.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from typing import Iterator
@@ -58,6 +63,7 @@ class TorchEngine(LocalEngine):
             except OSError as exc:
                 raise ModelLoadError(f"Could not load chat model {self.model_id!r} from {path}: {exc}") from exc
             model.to(device).eval()
+            model.requires_grad_(False)  # no autograd graph whatever the stepping thread's grad mode
             if tok.chat_template is None:
                 raise ModelLoadError(f"{self.model_id!r} has no chat template; pick an instruct/chat model.")
             spec = models.lookup(self.model_id)
@@ -65,6 +71,9 @@ class TorchEngine(LocalEngine):
                 getattr(model.config, "max_position_embeddings", 2048))
             self._tok, self._device = tok, device
             self._eos_ids = _eos_ids(tok, model)
+            # prefill needs the last position's logits only (a (prompt, vocab) float tensor otherwise)
+            self._keep_last = ({"logits_to_keep": 1}
+                               if "logits_to_keep" in inspect.signature(model.forward).parameters else {})
             self._model = model
             self.load_seconds = time.perf_counter() - t0
         return self
@@ -74,22 +83,21 @@ class TorchEngine(LocalEngine):
         the consumer stops it at eos or a stop string)."""
         import torch
 
-        from llmspace.engine.sampling import sample_next
+        from llmspace.engine.sampling import make_rng, sample_next
 
-        gen = torch.Generator(device="cpu")
-        if params.seed is not None:
-            gen.manual_seed(params.seed)
-        else:
-            gen.seed()
+        rng = make_rng(params.seed)
         past = None
         input_ids = torch.tensor([prompt], device=self._device)
-        with torch.inference_mode():
-            for _ in range(params.max_new_tokens):
-                result = self._model(input_ids=input_ids, past_key_values=past, use_cache=True)
-                past = result.past_key_values
-                next_id = sample_next(result.logits[0, -1].float().cpu(), params, gen)
-                yield next_id
-                input_ids = torch.tensor([[next_id]], device=self._device)
+        for _ in range(params.max_new_tokens):
+            # per call, never around the yield: the next step may run on another thread
+            with torch.inference_mode():
+                result = self._model(input_ids=input_ids, past_key_values=past, use_cache=True, **self._keep_last)
+                logits = result.logits[0, -1].float().cpu().numpy().copy()  # (vocab,), owns its memory
+            past = result.past_key_values
+            del result
+            next_id = sample_next(logits, params, rng)
+            yield next_id
+            input_ids = torch.tensor([[next_id]], device=self._device)
 
 
 def _eos_ids(tok, model) -> set[int]:
