@@ -70,27 +70,34 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
     Shared by every local backend: stops at eos or a stop string, never emits
     half a multi-byte character, and ends with a delta carrying finish reason,
     usage and timings (ttft, total, decode tok/s after the first token).
+    ``token_ids`` is closed (if it can be) as soon as no more tokens are wanted,
+    before the last text and the final delta are yielded.
     """
     stops = StopMatcher(params.stop)
     t0 = time.perf_counter()
     ttft, finish, emitted, out_ids = None, "length", "", []
-    for tid in token_ids:
-        if tid in eos_ids:
-            finish = "stop"
-            break
-        out_ids.append(tid)
-        if ttft is None:
-            ttft = time.perf_counter() - t0
-        text = tokenizer.decode(out_ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-            continue
-        new, hit = stops.feed(text[len(emitted):])
-        emitted = text
-        if new:
-            yield Delta(new)
-        if hit:
-            finish = "stop"
-            break
+    try:
+        for tid in token_ids:
+            if tid in eos_ids:
+                finish = "stop"
+                break
+            out_ids.append(tid)
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+            text = tokenizer.decode(out_ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                continue
+            new, hit = stops.feed(text[len(emitted):])
+            emitted = text
+            if new:
+                yield Delta(new)
+            if hit:
+                finish = "stop"
+                break
+    finally:  # the source stops here (done, or our reader left): let it free its cache and lock now
+        close = getattr(token_ids, "close", None)
+        if close is not None:
+            close()
     tail = stops.flush()
     if tail:
         yield Delta(tail)
@@ -137,9 +144,31 @@ class LocalEngine:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
+        """Deltas of one generation. The model lock is held while tokens are computed and released
+        as soon as the last one is (before the final delta reaches the reader), or when the reader
+        closes this generator mid-stream. (An engine thread owning the model is issue #10's.)"""
         self.load()
         prompt = self.encode_prompt(messages)
         check_context(len(prompt), params.max_new_tokens, self.context_window)
-        with self._gen_lock:
-            yield from stream_deltas(self._token_ids(prompt, params), len(prompt), self._tok, self._eos_ids,
-                                     params)
+        lock = self._gen_lock
+        lock.acquire()
+        held = [True]
+
+        def release() -> None:  # once; may run on another thread than acquire (a Lock allows it)
+            if held[0]:
+                held[0] = False
+                lock.release()
+
+        try:
+            ids = _then(self._token_ids(prompt, params), release)
+            yield from stream_deltas(ids, len(prompt), self._tok, self._eos_ids, params)
+        finally:
+            release()
+
+
+def _then(token_ids: Iterator[int], done) -> Iterator[int]:
+    """``token_ids``, then ``done()`` the moment they run out or this is closed (which closes them too)."""
+    try:
+        yield from token_ids
+    finally:
+        done()
