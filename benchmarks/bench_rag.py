@@ -198,7 +198,7 @@ def end_to_end(services, n_per_lang: int) -> None:
         lat, valid, right, modes, attached = [], 0, 0, {}, 0
         for r in subset:
             t = time.perf_counter()
-            a = services.rag.answer(r["question"], "roadmap", max_tokens=64, top_k=3)
+            a = services.rag.answer(r["question"], "roadmap", max_tokens=64, top_k=3, online=False)
             lat.append(time.perf_counter() - t)
             valid += a.cited_valid
             right += any(c.valid and c.source == r["source"] for c in a.citations)

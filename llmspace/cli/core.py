@@ -67,7 +67,7 @@ def cmd_ask(args, services) -> int:
     msgs = ([{"role": "system", "content": args.system}] if args.system else [])
     msgs.append({"role": "user", "content": args.question})
     text, last = "", None
-    for d in chat_stream(services, msgs, params):
+    for d in chat_stream(services, msgs, params, user_key=_user_key()):
         if not args.json:
             print(d.text, end="", flush=True)
         text += d.text
@@ -84,9 +84,19 @@ def cmd_ask(args, services) -> int:
 def _ask_index(args, services, params) -> int:
     from llmspace.rag.cli_format import format_answer
 
-    answer = services.rag.answer(args.question, index=args.index, params=params)
+    answer = services.rag.answer(args.question, index=args.index, params=params, user_key=_user_key())
     print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) if args.json else format_answer(answer))
     return 0
+
+
+def _user_key() -> str | None:
+    """Who is asking, for A/B assignment and recorded answers: the OS user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (some containers)
+        return None
 
 
 def _footer(last) -> None:
@@ -120,7 +130,7 @@ def cmd_chat(args, services) -> int:
         turn = history + [{"role": "user", "content": line}]
         try:
             text, last = "", None
-            for d in chat_stream(services, turn, params):
+            for d in chat_stream(services, turn, params, user_key=_user_key()):
                 print(d.text, end="", flush=True)
                 text += d.text
                 last = d

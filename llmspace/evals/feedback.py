@@ -73,6 +73,12 @@ def m002_feedback(db):
 
 
 @migrations()
+def m003_responses_finish_reason(db):
+    # stop | length | cancelled (the client went away mid-stream: the answer is partial)
+    db.execute("ALTER TABLE responses ADD COLUMN finish_reason TEXT")
+
+
+@migrations()
 def m010_responses_by_time(db):
     # retention deletes by age and keeps the newest rows: both walk this index
     db.execute("CREATE INDEX IF NOT EXISTS responses_created ON responses(created_at)")
@@ -101,14 +107,15 @@ def record_response(db_path: Path | str, *, id: str, kind: str, question: str, a
                     completion_tokens: int | None = None, ttft_s: float | None = None,
                     total_s: float | None = None, cost_usd: float | None = None,
                     max_rows: int = Settings.model_fields["responses_max_rows"].default,
-                    max_days: float = Settings.model_fields["responses_max_days"].default) -> None:
+                    max_days: float = Settings.model_fields["responses_max_days"].default,
+                    finish_reason: str | None = None) -> None:
     with connect(db_path, migrations) as db:
         db.execute("INSERT OR REPLACE INTO responses (id, created_at, kind, variant, user_hash, model, index_name, "
-                   "question, answer, cited_json, prompt_tokens, completion_tokens, ttft_s, total_s, cost_usd) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "question, answer, cited_json, prompt_tokens, completion_tokens, ttft_s, total_s, cost_usd, "
+                   "finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (id, time.time(), kind, variant, hash_user(user_key), model, index, question[:MAX_TEXT_CHARS],
                     answer[:MAX_TEXT_CHARS], json.dumps(cited) if cited is not None else None, prompt_tokens,
-                    completion_tokens, ttft_s, total_s, cost_usd))
+                    completion_tokens, ttft_s, total_s, cost_usd, finish_reason))
         prune_responses(db, max_rows, max_days)  # on each write: the table never outgrows the settings
 
 

@@ -162,21 +162,38 @@ class RagService:
         return self.retriever(name).search(query, _retrieval_params(params))
 
     def answer(self, question: str, name: str | None = None, *, index: str | None = None, mode: str = "auto",
-               max_tokens: int | None = None, params=None, **retrieval) -> Answer:
+               max_tokens: int | None = None, params=None, user_key: str | None = None, online: bool = True,
+               **retrieval) -> Answer:
         """A grounded, cited answer from index ``name`` (or ``index=``; default: settings.default_index).
         ``mode``: auto | generate | extractive. ``params`` (a ``GenerationParams``) may carry max_new_tokens
         and temperature instead of ``max_tokens``. ``retrieval``: ``RetrievalParams`` fields, with the
         retrieval mode as ``retrieval_mode``."""
         final = None
         for item in self.stream_answer(question, name, index=index, mode=mode, max_tokens=max_tokens,
-                                       params=params, **retrieval):
+                                       params=params, user_key=user_key, online=online, **retrieval):
             final = item
         return final
 
     def stream_answer(self, question: str, name: str | None = None, *, index: str | None = None,
-                      mode: str = "auto", max_tokens: int | None = None, params=None,
+                      mode: str = "auto", max_tokens: int | None = None, params=None, user_key: str | None = None,
+                      online: bool = True, response_id: str | None = None,
                       **retrieval) -> Iterator[str | Answer]:
-        """Text pieces, then the final ``Answer`` (see ``rag.answer.stream_answer``)."""
+        """Text pieces, then the final ``Answer`` (see ``rag.answer.stream_answer``).
+
+        Online (the default; eval runs pass ``online=False``): the A/B arm of
+        ``user_key`` answers, its retrieval options over these, and the answer
+        is recorded as ``response_id`` (``llmspace.evals.online.RecordedAnswer``,
+        whose ``id`` and ``variant`` are set before the first item)."""
+        if online:
+            from llmspace.evals import online as ol
+
+            arm = ol.choose_arm(self.services, user_key)
+            rag = arm.services.rag if arm is not None else self
+            name = rag._name(name or index)
+            stream = rag.stream_answer(question, name, mode=mode, max_tokens=max_tokens, params=params,
+                                       online=False, **ol.rag_retrieval(arm, retrieval))
+            return ol.RecordedAnswer(self.services, stream, question=question, index=name, arm=arm,
+                                     user_key=user_key, response_id=response_id, model=rag.settings.chat_model)
         name = self._name(name or index)
         ap = AnswerParams(mode=mode)
         if params is not None:

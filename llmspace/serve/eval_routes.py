@@ -7,8 +7,10 @@
 * ``GET /v1/ab`` — the live split and the per-variant comparison.
 * ``GET /v1/evals/runs[/{run}[/report.html]]`` — stored eval runs.
 
-Also the hooks the serving routes call for A/B (``choose_arm``) and to record
-each response (``record``), so that feedback and ``ab report`` can find it.
+Also ``user_key`` (who a request is: what A/B assignment and feedback hash),
+which the serving routes pass to the library calls; those assign the A/B arm
+and record each response themselves (``llmspace.evals.online``), and
+``choose_arm``/``record`` here are thin hooks over the same.
 """
 
 from __future__ import annotations
@@ -133,48 +135,20 @@ def get_run_html(run: str, request: Request):
 
 # ------------------------------------------------- hooks for serving routes
 def choose_arm(services, request: Request, user: str | None = None):
-    """The A/B arm for this request (``None`` when A/B is off). Serve with
-    ``arm.services`` and ``arm.apply(messages)``; report ``arm.name``."""
-    from llmspace.evals.ab import ab_router
+    """The A/B arm for this request (``None`` when A/B is off). The library calls
+    (``chat.start_chat``, ``RagService.stream_answer``) choose it themselves."""
+    from llmspace.evals.online import choose_arm as choose
 
-    return ab_router(services).choose(user_key(request, user))
+    return choose(services, user_key(request, user))
 
 
 def record(services, request: Request, *, response_id: str, kind: str, question: str | list, answer: str, usage=None,
            timings: dict | None = None, model: str | None = None, arm=None, user: str | None = None,
            index: str | None = None, citations: list | None = None) -> None:
-    """Store one served answer (for feedback by id and ``ab report``). ``question``
-    may be the request's messages (the last user message is kept). Never raises:
-    a full disk must not fail the user's request."""
-    import logging
+    """Store one served answer (``llmspace.evals.online.record``, which the library
+    calls itself for chat and RAG answers). Never raises."""
+    from llmspace.evals.online import record as _record
 
-    from llmspace.evals.config import EvalConfig
-    from llmspace.evals.feedback import record_response
-
-    t = timings or {}
-    try:
-        if not isinstance(question, str):
-            question = _last_user_text(question)
-        pt = getattr(usage, "prompt_tokens", None)
-        ct = getattr(usage, "completion_tokens", None)
-        cost = EvalConfig.from_settings(services.settings).case_cost(pt or 0, ct or 0, t.get("total_s"))
-        cited = [{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "valid": c.valid} for c in citations or []]
-        record_response(services.settings.db_path, id=response_id, kind=kind, question=question, answer=answer,
-                        model=model, variant=arm.name if arm is not None else None,
-                        user_key=user_key(request, user), index=index, cited=cited if citations else None,
-                        prompt_tokens=pt, completion_tokens=ct, ttft_s=t.get("ttft_s"), total_s=t.get("total_s"),
-                        cost_usd=cost, max_rows=services.settings.responses_max_rows,
-                        max_days=services.settings.responses_max_days)
-    except Exception:  # pragma: no cover - logged, not raised
-        logging.getLogger("llmspace.serve").exception("could not record response %s", response_id)
-
-
-def _last_user_text(messages: list) -> str:
-    for m in reversed(messages):
-        role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
-        if role == "user":
-            content = m.get("content") if isinstance(m, dict) else getattr(m, "content", "")
-            if isinstance(content, list):
-                content = "".join(b.get("text", "") for b in content if isinstance(b, dict))
-            return str(content)
-    return ""
+    _record(services, response_id=response_id, kind=kind, question=question, answer=answer, usage=usage,
+            timings=timings, model=model, variant=arm.name if arm is not None else None,
+            user_key=user_key(request, user), index=index, citations=citations)

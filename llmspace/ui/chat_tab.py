@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from llmspace.chat import chat_stream, prepare
+from llmspace.chat import start_chat
 from llmspace.engine.base import GenerationParams
 from llmspace.errors import LLMSpaceError
+from llmspace.ui.common import user_key
 from llmspace.ui.eval_tab import wire_feedback
 
 
@@ -19,8 +20,9 @@ def _stats(d) -> str:
 
 
 def respond(services, message: str, history: list, system: str, temperature: float, top_p: float,
-            top_k: int, max_tokens: int, seed: int):
-    """Stream (history, stats) as the answer grows."""
+            top_k: int, max_tokens: int, seed: int, user_key: str | None = None):
+    """Stream (history, stats) as the answer grows. The library assigns the A/B
+    arm (by ``user_key``) and records the answer, like every shell's."""
     if not message or not message.strip():
         raise gr.Error("Type a message first. / 请先输入消息。")
     msgs = ([{"role": "system", "content": system}] if system and system.strip() else [])
@@ -29,12 +31,12 @@ def respond(services, message: str, history: list, system: str, temperature: flo
     params = GenerationParams(max_new_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p),
                               top_k=int(top_k), seed=None if seed is None or int(seed) < 0 else int(seed))
     try:
-        prepared = prepare(services, msgs, params)
+        turn = start_chat(services, msgs, params, user_key=user_key)
     except LLMSpaceError as exc:
         raise gr.Error(exc.message) from None
     history = list(history or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
     text = ""
-    for d in chat_stream(services, prepared, params, prepared=True):
+    for d in turn.stream():
         text += d.text
         history[-1] = {"role": "assistant", "content": text}
         yield history, (_stats(d) if d.finish_reason else "…")
@@ -63,8 +65,9 @@ def build(services, t) -> None:
 
     inputs = [msg, chatbot, system, temperature, top_p, top_k, max_tokens, seed]
 
-    def _respond(*args):
-        yield from respond(services, *args)
+    def _respond(message, history, system, temperature, top_p, top_k, max_tokens, seed, request: gr.Request):
+        yield from respond(services, message, history, system, temperature, top_p, top_k, max_tokens, seed,
+                           user_key=user_key(request))
 
     send.click(_respond, inputs, [chatbot, stats], api_name="chat", concurrency_id="model").then(
         lambda: "", None, msg, api_visibility="private")
