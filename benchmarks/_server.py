@@ -21,7 +21,8 @@ def served(env: dict[str, str] | None = None, timeout: float = 600,
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, **(env or {}), "LLMSPACE_PORT": str(port)}
+    # the browser page's exports would compete for the CPU being measured
+    env = {"LLMSPACE_WEB_EXPORT": "0", **os.environ, **(env or {}), "LLMSPACE_PORT": str(port)}
     out = subprocess.DEVNULL if quiet else None
     proc = subprocess.Popen([sys.executable, "-m", "llmspace", "serve"], env=env, stdout=out, stderr=out)
     try:

@@ -1,4 +1,4 @@
-"""Export commands: ``export onnx|embedding|index|compare``, ``push``, ``space build|push``.
+"""Export commands: ``export onnx|embedding|index|web|compare``, ``push``, ``space build|push``.
 
 ``llmspace export onnx --model default --dtype fp32,q8,q4 --out DIR`` writes a
 folder Transformers.js, onnxruntime and ``--backend onnx`` all load, with a
@@ -8,6 +8,7 @@ parity report against PyTorch (exit 2 when a dtype fails parity).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 EXIT_PARITY = 2
@@ -37,6 +38,11 @@ def register(sub, common) -> None:
     r.add_argument("name", help="index name (see `llmspace index ls`)")
     r.add_argument("--embedding-export", help="embedding export folder (default: exports/<embedding model>)")
     r.set_defaults(handler=cmd_index)
+
+    r = es.add_parser("web", parents=[common], help="what /web/ loads (chat q8+q4, embedding, bundled index), "
+                      "when missing or outdated: what the server's first start does in the background")
+    r.add_argument("--force", action="store_true", help="export again, replacing even exports made by hand")
+    r.set_defaults(handler=cmd_web)
 
     r = es.add_parser("compare", parents=[common], help="one prompt on PyTorch and ONNX: load s, first token s, tok/s")
     r.add_argument("prompt")
@@ -108,6 +114,17 @@ def cmd_index(args, services) -> int:
     path = export_rag_index(args.name, args.embedding_export, settings=services.settings)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
+
+
+def cmd_web(args, services) -> int:
+    from llmspace.export.web_bundle import prepare_web_bundle
+
+    if services.settings.index_bundled_corpus:  # the page's index comes from it (the server builds it at start)
+        from llmspace.rag.service import ensure_bundled_index
+
+        ensure_bundled_index(services, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    status = prepare_web_bundle(services.settings, force=args.force)
+    return 0 if status["state"] in ("done", "busy") else 1
 
 
 def cmd_compare(args, services) -> int:

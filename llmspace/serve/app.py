@@ -68,10 +68,13 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
 
     @app.get("/health")
     def health():
+        from llmspace.export.web_bundle import web_export_status
+
         eng = services.engine
         return {"status": "ok", "version": __version__, "model": eng.model_id, "backend": eng.backend,
                 "embedding_model": services.embedder.name,
-                "model_loaded": getattr(eng, "_model", None) is not None}
+                "model_loaded": getattr(eng, "_model", None) is not None,
+                "web_export": web_export_status(services.settings)["state"]}
 
     @app.get("/metrics")
     def metrics():

@@ -41,6 +41,9 @@ def run_server(settings: Settings, with_ui: bool = True) -> None:
 
     services = prepare_services(settings)
     app = create_app(services, with_ui=with_ui)
+    from llmspace.export.web_bundle import start_background
+
+    start_background(settings, _say)  # what /web/ loads, in a subprocess: the server does not wait for it
     _say(f"llmspace: open http://{settings.host}:{settings.port}/  (API: /v1, /health, /metrics)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 

@@ -52,10 +52,14 @@ def web_redirect():
 
 @router.get("/web/models/index.json")
 def web_models(request: Request):
-    """The exports the page can load: name, task, dtypes and file sizes."""
+    """The exports the page can load (name, task, dtypes, file sizes), and how the
+    server's preparation of them is going (``web_export``: state, step, message)."""
     from llmspace.export.layout import list_exports
+    from llmspace.export.web_bundle import web_export_status
 
-    return JSONResponse({"models": list_exports(_settings(request).exports_dir)}, headers=ISOLATION)
+    settings = _settings(request)
+    return JSONResponse({"models": list_exports(settings.exports_dir), "web_export": web_export_status(settings)},
+                        headers=ISOLATION)
 
 
 @router.get("/web/models/{name}/{path:path}", include_in_schema=False)

@@ -16,6 +16,7 @@ export default function App() {
   const [dtype, setDtype] = useState('');
   const [load, setLoad] = useState({ status: 'idle' });
   const [error, setError] = useState('');
+  const [preparing, setPreparing] = useState(null); // the server's web export: {state, step, steps, message}
   const listeners = useRef(new Set());
   const worker = useWorker((ev) => {
     if (ev.type === 'progress') setLoad((s) => ({ ...s, loaded: ev.loaded, total: ev.total, files: ev.files }));
@@ -29,17 +30,25 @@ export default function App() {
   const current = chatModels.find((m) => m.name === modelName);
   const device = params.get('device') ?? (navigator.gpu ? 'auto' : 'wasm');
 
+  // While the server prepares the exports (its first start), poll until they are all there.
   useEffect(() => {
-    fetchModels().then((list) => {
+    let timer;
+    let chosen = false;
+    const poll = () => fetchModels().then(({ models: list, preparing: prep }) => {
       setModels(list);
+      setPreparing(prep);
       const chat = list.filter((m) => m.task === 'text-generation');
       const first = chat.find((m) => m.name === params.get('model')) ?? chat[0];
-      if (first) {
+      if (first && !chosen) {
+        chosen = true;
         setModelName(first.name);
         const order = PREFERRED[device === 'wasm' ? 'wasm' : 'webgpu'];
         setDtype(params.get('dtype') ?? order.find((d) => first.dtypes.includes(d)));
       }
+      if (prep?.state === 'running') timer = setTimeout(poll, 3000);
     }).catch((e) => setError(e.message));
+    poll();
+    return () => clearTimeout(timer);
   }, []);
 
   const loadModel = () => {
@@ -75,15 +84,24 @@ export default function App() {
           <div className="bar" style={{ width: `${load.status === 'ready' ? 100 : pct}%` }} />
         </div>
         <p id="status" data-status={load.status} data-device={load.device ?? ''} data-load-s={load.load_s ?? ''}>
-          {load.status === 'idle' && (chatModels.length ? 'Pick a model and press Load.' : 'No exported chat model yet: run `llmspace export onnx`.')}
+          {load.status === 'idle' && (chatModels.length ? 'Pick a model and press Load.' : idleNote(preparing))}
           {load.status === 'loading' && `Loading ${load.files ?? 0} files: ${mib(load.loaded ?? 0)} of ${mib(load.total ?? 0)} (${fmt(pct, 0)}%)`}
           {load.status === 'ready' && `Running on ${load.device.toUpperCase()} · ${load.dtype} · loaded in ${fmt(load.load_s, 1)} s`}
           {load.status === 'error' && `Could not load: ${load.message}`}
         </p>
+        {chatModels.length > 0 && preparing?.state === 'running' && <p id="preparing" className="note">{prepNote(preparing)}</p>}
       </section>
       <Chat worker={worker} listeners={listeners} ready={load.status === 'ready'} />
       <Compare worker={worker} listeners={listeners} load={load} model={modelName} dtype={dtype} />
       <Search models={models} />
     </main>
   );
+}
+
+const prepNote = (p) => `The server is preparing the browser models (step ${p.step || 1} of ${p.steps || '…'}: ${p.message}). This page updates by itself.`;
+
+function idleNote(p) {
+  if (p?.state === 'running') return prepNote(p);
+  if (p?.state === 'failed') return `The server could not prepare the browser models: ${p.error}. Retry with \`llmspace export web\`.`;
+  return 'No exported chat model yet: run `llmspace export web` (or `llmspace export onnx`).';
 }

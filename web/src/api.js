@@ -1,10 +1,12 @@
 // The page's base URL (…/web/ when served by llmspace, the root on a static Space).
 export const BASE = new URL('./', document.baseURI).href;
 
+// The exports, and (served by llmspace) how the server's preparation of them is going.
 export async function fetchModels() {
-  const res = await fetch(new URL('models/index.json', BASE));
+  const res = await fetch(new URL('models/index.json', BASE), { cache: 'no-store' });
   if (!res.ok) throw new Error(`models/index.json: HTTP ${res.status}. Export a model with \`llmspace export onnx\`.`);
-  return (await res.json()).models ?? [];
+  const data = await res.json();
+  return { models: data.models ?? [], preparing: data.web_export ?? null };
 }
 
 // Same prompt on the server's backends (PyTorch and ONNX Runtime); absent on a static Space.
