@@ -44,7 +44,7 @@ class Services:
 
     @cached_property
     def metrics(self):
-        from llmspace.serve.metrics import Metrics
+        from llmspace.metrics import Metrics  # below the shells: the library records, /metrics renders
 
         return Metrics()
 
