@@ -311,6 +311,15 @@ def start_background(settings: Settings, say: Say) -> subprocess.Popen | None:
     if not settings.web_export:
         say(f"{PREFIX}: not prepared at start (LLMSPACE_WEB_EXPORT=0); `llmspace export web` makes them.")
         return None
+    try:
+        return _start(settings, say)
+    except Exception as exc:  # the page's models are a bonus: never stop the server for them
+        say(f"{PREFIX}: could not start preparing them ({type(exc).__name__}: {exc}); "
+            "`llmspace export web` makes them.")
+        return None
+
+
+def _start(settings: Settings, say: Say) -> subprocess.Popen | None:
     steps = plan(settings)
     if not any(make for _, make, _ in steps):
         say(f"{PREFIX}: " + "; ".join(f"{part} {why}" for part, _, why in steps) + ".")
