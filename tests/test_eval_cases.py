@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llmspace.evals.cases import (ASSERTION_TYPES, CASE_KEYS, EvalSetError, bundled_sets, load_eval_set,
-                                  schema_path)
+                                  parse_case, schema_path)
 
 GOOD = {"id": "c1", "question": "What is RAG?", "assertions": [{"type": "contains", "value": "retrieval"}]}
 
@@ -149,3 +149,70 @@ def test_select_by_tag_and_id(tmp_path):
     assert [c.id for c in s.select(ids=["en-*"]).cases] == ["en-1"]
     with pytest.raises(EvalSetError, match="No case"):
         s.select(tags=["fr"])
+
+
+# ---- one source of truth: CaseModel validates, and schema.json is generated from it ----
+def test_shipped_schema_is_the_one_generated_from_the_model():
+    from llmspace.evals.case_model import case_json_schema
+
+    shipped = json.loads(schema_path().read_text(encoding="utf-8"))
+    assert shipped == case_json_schema(), "schema.json is stale: run `python -m llmspace.evals.schema`"
+
+
+INVALID = [
+    {**GOOD, "questoin": "typo"},                                           # unknown key
+    {"id": "x", "assertions": []},                                          # neither question nor messages
+    {**GOOD, "messages": [{"role": "user", "content": "hi"}]},              # both
+    {**GOOD, "id": "  "},                                                    # blank id
+    {**GOOD, "assertions": [{"type": "containz", "value": "x"}]},           # unknown assertion type
+    {**GOOD, "assertions": [{"type": "contains"}]},                         # value missing
+    {**GOOD, "assertions": [{"type": "max_tokens", "value": 0}]},           # value out of range
+    {**GOOD, "assertions": [{"type": "contains", "value": "x", "case_sensitive": "yes"}]},
+    {**GOOD, "assertions": [{"type": "must_cite"}]},                        # must_cite without index
+    {**GOOD, "index": "roadmap", "assertions": [{"type": "must_cite", "value": "gold"}]},  # gold, no gold_sources
+    {"id": "m", "messages": [{"role": "robot", "content": "hi"}], "assertions": []},
+    {"id": "m", "messages": [{"role": "user", "content": "hi"}], "index": "roadmap", "assertions": []},
+    {**GOOD, "tags": ["en", "en"]},                                          # duplicate tag
+]
+VALID = [
+    GOOD,
+    {"id": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
+     "assertions": [{"type": "max_tokens", "value": 5}], "tags": ["chat"]},
+    {**GOOD, "index": "roadmap", "gold_sources": ["en/05-rag.md"],
+     "assertions": [{"type": "must_cite", "value": "gold"}, {"type": "any_of", "value": ["a"]}]},
+]
+
+
+@pytest.mark.parametrize("case", INVALID)
+def test_invalid_cases_are_rejected_with_a_message(case):
+    errs, parsed = parse_case(case)
+    assert parsed is None and errs and all(isinstance(e, str) and e for e in errs)
+
+
+@pytest.mark.parametrize("case", VALID)
+def test_valid_cases_pass(case):
+    errs, parsed = parse_case(case)
+    assert errs == [] and parsed is not None and parsed.id == case["id"]
+
+
+def test_the_json_schema_agrees_with_the_model():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(schema_path().read_text(encoding="utf-8")))
+    for case in VALID:
+        assert not list(validator.iter_errors(case)), case
+    for case in INVALID:
+        assert list(validator.iter_errors(case)), case
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({**GOOD, "tags": ["en", "en"]}, "`tags` lists 'en' twice"),
+    ({**GOOD, "assertions": [{"type": "contains", "value": "x", "case_sensitive": "yes"}]},
+     "assertions[0]: `case_sensitive` must be true or false"),
+    ({"id": "m", "messages": [{"role": "robot", "content": "hi"}], "assertions": []},
+     "messages[0].role is 'robot'"),
+    ({**GOOD, "questoin": "a", "notez": "b"}, "unknown key(s) 'questoin', 'notez'; allowed: id, question"),
+    ({**GOOD, "id": "x" * 201}, "`id` must be at most 200 characters"),
+])
+def test_model_errors_read_like_the_rest(tmp_path, bad, words):
+    e = error_of(write(tmp_path, [bad]))
+    assert e.line == 1 and words in e.message and len(e.problems) == 1

@@ -1,8 +1,9 @@
 """Eval sets: JSONL files of cases, validated whole before anything runs.
 
-The format is documented by ``llmspace/data/evals/schema.json``; this module
-is its executable form (no ``jsonschema`` dependency, and messages that name
-file, line and field). Every problem in the file is collected, so one run of
+The format is ``CaseModel`` (``llmspace.evals.case_model``); the JSON Schema
+``llmspace/data/evals/schema.json`` is generated from it
+(``python -m llmspace.evals.schema``). Messages name file, line and
+field, and every problem in the file is collected, so one run of
 ``llmspace eval run`` shows them all.
 """
 
@@ -10,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from llmspace.errors import LLMSpaceError
+from pydantic import ValidationError
 
-ASSERTION_TYPES = ("contains", "any_of", "not_contains", "regex", "equals", "must_cite", "max_tokens")
-CASE_KEYS = ("id", "question", "messages", "index", "gold_sources", "assertions", "tags", "reference", "notes")
-ASSERTION_KEYS = ("type", "value", "case_sensitive")
-MESSAGE_ROLES = ("system", "user", "assistant")
+from llmspace.errors import LLMSpaceError
+from llmspace.evals.case_model import (ASSERTION_KEYS, ASSERTION_TYPES, CASE_KEYS, MESSAGE_ROLES,  # noqa: F401
+                                       CaseModel, case_json_schema, problems_of)
+
 MAX_ERRORS_SHOWN = 20
 
 
@@ -187,105 +187,13 @@ def load_eval_set(name_or_path: str | Path | None = None, *, known_indexes: set[
 
 
 def parse_case(obj: object, lineno: int = 0) -> tuple[list[str], EvalCase | None]:
-    """Validate one decoded line. Returns (problems, case or None)."""
-    if not isinstance(obj, dict):
-        return [f"expected a JSON object, got {type(obj).__name__}"], None
-    errs: list[str] = []
-    unknown = [k for k in obj if k not in CASE_KEYS]
-    if unknown:
-        errs.append(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(CASE_KEYS)}")
-    cid = obj.get("id")
-    if not isinstance(cid, str) or not cid.strip():
-        errs.append("missing `id` (a non-empty string)")
-    q, msgs = obj.get("question"), obj.get("messages")
-    if q is None and msgs is None:
-        errs.append("case has no `question` (or `messages`)")
-    elif q is not None and msgs is not None:
-        errs.append("give `question` or `messages`, not both")
-    elif q is not None and (not isinstance(q, str) or not q.strip()):
-        errs.append("`question` must be a non-empty string")
-    elif msgs is not None:
-        errs.extend(_check_messages(msgs))
-        if obj.get("index"):
-            errs.append("`messages` cases are chat only; use `question` with `index`")
-    index = obj.get("index")
-    if index is not None and (not isinstance(index, str) or not index.strip()):
-        errs.append("`index` must be a non-empty string")
-    for key in ("gold_sources", "tags"):
-        v = obj.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(s, str) and s for s in v):
-            errs.append(f"`{key}` must be a list of non-empty strings")
-    for key in ("reference", "notes"):
-        if key in obj and not isinstance(obj[key], str):
-            errs.append(f"`{key}` must be a string")
-    assertions: list[Assertion] = []
-    raw_asserts = obj.get("assertions")
-    if raw_asserts is None:
-        errs.append("missing `assertions` (a list; may be empty)")
-    elif not isinstance(raw_asserts, list):
-        errs.append("`assertions` must be a list")
-    else:
-        for i, a in enumerate(raw_asserts):
-            a_errs, parsed = parse_assertion(a)
-            errs.extend(f"assertions[{i}]: {e}" for e in a_errs)
-            if parsed is not None:
-                assertions.append(parsed)
-        if any(a.type == "must_cite" for a in assertions) and not index:
-            errs.append("a `must_cite` assertion needs an `index` (only RAG answers cite sources)")
-        if any(a.type == "must_cite" and a.value == "gold" for a in assertions) and not obj.get("gold_sources"):
-            errs.append("`must_cite: \"gold\"` needs `gold_sources`")
-    if errs:
-        return errs, None
-    return [], EvalCase(id=cid, assertions=assertions, question=q, messages=msgs, index=index,
-                        gold_sources=list(obj.get("gold_sources", [])), tags=list(obj.get("tags", [])),
-                        reference=obj.get("reference"), notes=obj.get("notes"), line=lineno)
+    """Validate one decoded line against ``CaseModel``. Returns (problems, case or None)."""
+    try:
+        m = CaseModel.model_validate(obj)
+    except ValidationError as exc:
+        return problems_of(exc), None
+    return [], EvalCase(id=m.id, assertions=[Assertion(a.type, a.value, a.case_sensitive) for a in m.assertions],
+                        question=m.question, messages=[x.model_dump() for x in m.messages] if m.messages else None,
+                        index=m.index, gold_sources=list(m.gold_sources), tags=list(m.tags),
+                        reference=m.reference, notes=m.notes, line=lineno)
 
-
-def _check_messages(msgs: object) -> list[str]:
-    if not isinstance(msgs, list) or not msgs:
-        return ["`messages` must be a non-empty list of {role, content}"]
-    errs = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            errs.append(f"messages[{i}] must be an object with exactly `role` and `content`")
-        elif m["role"] not in MESSAGE_ROLES:
-            errs.append(f"messages[{i}].role is {m['role']!r}; expected one of {', '.join(MESSAGE_ROLES)}")
-        elif not isinstance(m["content"], str) or not m["content"].strip():
-            errs.append(f"messages[{i}].content must be a non-empty string")
-    if not errs and msgs[-1]["role"] != "user":
-        errs.append("the last message must be from the user")
-    return errs
-
-
-def parse_assertion(a: object) -> tuple[list[str], Assertion | None]:
-    if not isinstance(a, dict):
-        return ["must be an object like {\"type\": \"contains\", \"value\": \"...\"}"], None
-    unknown = [k for k in a if k not in ASSERTION_KEYS]
-    if unknown:
-        return [f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ASSERTION_KEYS)}"], None
-    t, v = a.get("type"), a.get("value")
-    if t not in ASSERTION_TYPES:
-        return [f"unknown assertion type {t!r}; known: {', '.join(ASSERTION_TYPES)}"], None
-    cs = a.get("case_sensitive", False)
-    if not isinstance(cs, bool):
-        return ["`case_sensitive` must be true or false"], None
-    if t in ("contains", "not_contains", "equals", "regex"):
-        if not isinstance(v, str) or not v:
-            return [f"{t} needs a non-empty string `value`"], None
-        if t == "regex":
-            try:
-                re.compile(v)
-            except re.error as exc:
-                return [f"regex {v!r} does not compile: {exc}"], None
-    elif t == "any_of":
-        if not isinstance(v, list) or not v or not all(isinstance(s, str) and s for s in v):
-            return ["any_of needs `value`: a non-empty list of non-empty strings"], None
-    elif t == "max_tokens":
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            return ["max_tokens needs an integer `value` >= 1"], None
-    elif t == "must_cite":
-        ok = v is None or v is True or v == "gold" or (
-            isinstance(v, list) and v and all(isinstance(s, str) and s for s in v))
-        if not ok:
-            return ["must_cite `value` must be true, \"gold\", or a list of sources"], None
-    return [], Assertion(t, v, cs)
