@@ -56,6 +56,8 @@ class Settings(BaseModel):
     language: Literal["en", "zh"] = Field("en", description="Default UI language.")
     default_index: str = Field("roadmap", description="Index the RAG tab and `ask --index` use by default.")
     index_bundled_corpus: bool = Field(True, description="Build the bundled roadmap index on first start.")
+    web_dist: Path | None = Field(None, description="The built browser page served at /web/ (a folder with "
+                                  "index.html). Default: web/dist of the source checkout llmspace runs from.")
     web_export: bool = Field(True, description="At server start, export what the browser page (/web/) loads, "
                              "in the background: chat model (q8, q4), embedding model, bundled index.")
     # evaluation and online A/B (docs/evals.md)

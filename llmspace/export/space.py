@@ -1,9 +1,12 @@
 """``llmspace space build OUT``: a folder ready to push as a Hugging Face Space.
 
 ``--kind gradio`` (default): the whole app (Gradio UI at /, API at /v1, browser
-page at /web/) -- README.md with Space front matter, app.py (space/app.py),
+page at /web/) -- README.md with Space front matter, app.py (llmspace/data/space/app.py),
 requirements.txt (pyproject's dependencies, gradio pinned to the installed
 version), the llmspace package, the built web page and the chosen exports.
+Everything comes from the installed package (templates are package data under
+llmspace/data/space/), so it works from a wheel as from a checkout; only the
+page, which npm builds, must be found: web/dist or ``LLMSPACE_WEB_DIST``.
 The Space loads its chat and embedding models from the Hub by id.
 
 ``--kind static``: only the browser page and the exports, served as static
@@ -24,10 +27,11 @@ import yaml
 
 from llmspace.config import Settings
 from llmspace.export.errors import ExportError
+from llmspace.export.web_page import SOURCE_DIST, missing_page, source_checkout, web_dist
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: llmspace/, space/, web/, pyproject.toml
-TEMPLATES = ROOT / "space"
-WEB_DIST = ROOT / "web" / "dist"
+PACKAGE = Path(__file__).resolve().parents[1]  # the llmspace package, installed or in a checkout
+TEMPLATES = PACKAGE / "data" / "space"  # package data: app.py, README.<kind>.md, gitattributes
+WEB_DIST = SOURCE_DIST  # a checkout's web/dist; LLMSPACE_WEB_DIST points at another built page
 KINDS = ("gradio", "static")
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -45,11 +49,25 @@ def read_front_matter(readme: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def requirements() -> list[str]:
-    """The Space's pip requirements: pyproject's dependencies, gradio pinned to this install."""
-    import tomllib
+def dependencies() -> list[str]:
+    """llmspace's own requirements: from pyproject.toml in a source checkout, else from the
+    installed package's metadata (without the extras)."""
+    checkout = source_checkout()
+    if checkout is not None and (checkout / "pyproject.toml").is_file():
+        import tomllib
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        return tomllib.loads((checkout / "pyproject.toml").read_text())["project"]["dependencies"]
+    try:
+        declared = metadata.requires("llmspace") or []
+    except metadata.PackageNotFoundError:
+        raise ExportError(f"Cannot tell llmspace's dependencies: no pyproject.toml beside {PACKAGE} and no "
+                          "installed llmspace metadata. Install it (`pip install .`) and retry.") from None
+    return [r for r in declared if "extra" not in r.partition(";")[2]]  # 'trl>=1.0; extra == "train"' is not
+
+
+def requirements() -> list[str]:
+    """The Space's pip requirements: llmspace's dependencies, gradio pinned to this install."""
+    deps = dependencies()
     gradio = metadata.version("gradio")
     return [f"gradio=={gradio}" if d.replace(" ", "").startswith("gradio") else d for d in deps]
 
@@ -92,8 +110,10 @@ def build_space(out: Path | str, kind: str = "gradio", exports: list[str] | None
     if kind not in KINDS:
         raise ExportError(f"Unknown Space kind {kind!r}: use {' or '.join(KINDS)}.", param="kind")
     settings = settings or Settings.load()
-    if not (WEB_DIST / "index.html").exists():
-        raise ExportError(f"The browser app is not built ({WEB_DIST}). Run `cd web && npm ci && npm run build` first.")
+    page = web_dist(settings)
+    no_page = missing_page(page, settings)
+    if no_page:
+        raise ExportError(no_page, param="web_dist")
     present = {e["name"]: e for e in list_exports(settings.exports_dir)}
     chosen = list(present) if exports is None else exports
     missing = [n for n in chosen if n not in present]
@@ -112,10 +132,10 @@ def build_space(out: Path | str, kind: str = "gradio", exports: list[str] | None
         _write_readme(tmp, kind, title, models, description)
         shutil.copy2(TEMPLATES / "gitattributes", tmp / ".gitattributes")
         if kind == "gradio":
-            _gradio_files(tmp, settings, models)
+            _gradio_files(tmp, settings, models, page)
             models_root = tmp / "home" / "exports"
         else:
-            shutil.copytree(WEB_DIST, tmp, dirs_exist_ok=True)
+            shutil.copytree(page, tmp, dirs_exist_ok=True)
             models_root = tmp / "models"
         models_root.mkdir(parents=True, exist_ok=True)
         for name in chosen:
@@ -138,13 +158,12 @@ def _write_readme(folder: Path, kind: str, title: str, models: list[str], descri
     (folder / "README.md").write_text(f"---\n{fm}---\n\n{body}", encoding="utf-8")
 
 
-def _gradio_files(folder: Path, settings: Settings, models: list[str]) -> None:
+def _gradio_files(folder: Path, settings: Settings, models: list[str], page: Path) -> None:
     shutil.copy2(TEMPLATES / "app.py", folder / "app.py")
     (folder / "requirements.txt").write_text("\n".join(requirements()) + "\n")
-    shutil.copytree(ROOT / "llmspace", folder / "llmspace",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (folder / "web").mkdir()
-    shutil.copytree(WEB_DIST, folder / "web" / "dist")
+    shutil.copytree(PACKAGE, folder / "llmspace", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (folder / "web").mkdir()  # where the Space's llmspace (a checkout layout) looks for the page
+    shutil.copytree(page, folder / "web" / "dist")
     from llmspace import models as registry
 
     env = {}

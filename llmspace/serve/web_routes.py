@@ -16,16 +16,18 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmspace.errors import NotFoundError
+from llmspace.export.web_page import SOURCE_DIST, missing_page, web_dist as configured_dist
 
 router = APIRouter(tags=["web"])
 
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
              "Cross-Origin-Resource-Policy": "same-origin"}
-DEFAULT_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+DEFAULT_DIST = SOURCE_DIST  # a source checkout's web/dist; LLMSPACE_WEB_DIST points elsewhere
 
 
 def web_dist(request: Request) -> Path:
-    return Path(getattr(request.app.state, "web_dist", None) or DEFAULT_DIST)
+    dist = getattr(request.app.state, "web_dist", None)
+    return Path(dist) if dist else configured_dist(_settings(request))
 
 
 def _settings(request: Request):
@@ -90,10 +92,10 @@ def web_compare(body: CompareRequest, request: Request):
 @router.get("/web/{path:path}", include_in_schema=False)
 def web_static(path: str, request: Request):
     dist = web_dist(request)
-    if not (dist / "index.html").exists():
-        return JSONResponse({"error": {"message": f"The browser app is not built ({dist} is missing). "
-                                                  "Run `cd web && npm ci && npm run build`.",
-                                       "type": "not_found_error", "param": None, "code": None}}, status_code=404)
+    missing = missing_page(dist, _settings(request))
+    if missing:  # e.g. an installed wheel, which has no web/dist: say what is missing and how to make it
+        return JSONResponse({"error": {"message": missing, "type": "not_found_error", "param": "web_dist",
+                                       "code": "web_page_not_built"}}, status_code=404)
     if path in ("", "index.html"):
         return _file(dist / "index.html")
     # hashed assets and the ORT runtime never change under one name: cache them for a day
