@@ -152,7 +152,6 @@ async def chat_completions(req: ChatRequest, request: Request):
 @router.post("/embeddings")
 async def embeddings(req: EmbeddingRequest, request: Request):
     services = _services(request)
-    limits = services.settings
     emb = services.embedder
     if req.model:
         from llmspace import models
@@ -162,12 +161,9 @@ async def embeddings(req: EmbeddingRequest, request: Request):
             raise ModelNotFoundError(f"The embedding model {req.model!r} is not served here; this server serves "
                                      f"{emb.name!r} (GET /v1/models lists it).")
     texts = [req.input] if isinstance(req.input, str) else req.input
+    limits = services.settings
     if not texts:
         raise ValidationError("`input` is empty.", param="input")
-        if len(t) > limits.embedding_max_input_chars:
-            raise ValidationError(f"input[{i}] has {len(t)} characters; the limit is "
-                                  f"{limits.embedding_max_input_chars} (LLMSPACE_EMBEDDING_MAX_INPUT_CHARS). "
-                                  "Split the text into chunks first.", param=f"input[{i}]")
     if len(texts) > limits.embedding_max_inputs:
         raise ValidationError(f"`input` has {len(texts)} items; the limit is {limits.embedding_max_inputs} "
                               "(LLMSPACE_EMBEDDING_MAX_INPUTS). Send them in several requests.", param="input")
@@ -177,6 +173,10 @@ async def embeddings(req: EmbeddingRequest, request: Request):
                                   param=f"input[{i}]")
         if not t.strip():
             raise ValidationError(f"input[{i}] is empty.", param=f"input[{i}]")
+        if len(t) > limits.embedding_max_input_chars:
+            raise ValidationError(f"input[{i}] has {len(t)} characters; the limit is "
+                                  f"{limits.embedding_max_input_chars} (LLMSPACE_EMBEDDING_MAX_INPUT_CHARS). "
+                                  "Split the text into chunks first.", param=f"input[{i}]")
     vecs = await run_in_threadpool(emb.embed, texts)
     if req.dimensions is not None and req.dimensions != vecs.shape[1]:
         raise ValidationError(f"This model gives {vecs.shape[1]} dimensions; `dimensions` cannot change that.",

@@ -20,8 +20,8 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
-from llmspace.rag.ingest import MAX_UPLOAD_FILES
 
+from llmspace.rag.ingest import MAX_UPLOAD_FILES
 
 router = APIRouter(prefix="/v1/rag", tags=["rag"])
 
