@@ -168,7 +168,7 @@ def test_sources_over_the_context_budget_are_trimmed_and_the_answer_says_so(buil
     ret = services.rag.retriever("docs")
     ans = answer("How do bees survive the winter and how do beekeepers stop swarming?", ret, services.engine,
                  index_name="docs", retrieval=RetrievalParams(top_k=5, min_coverage=0.0),
-                 params=AnswerParams(mode="generate", max_new_tokens=8, max_prompt_tokens=260))
+                 params=AnswerParams(mode="generate", max_new_tokens=8, max_prompt_tokens=260, context="chunks"))
     assert any("left out" in n and "context budget" in n for n in ans.notes), ans.notes
     with pytest.raises(ContextLengthError, match="Shorten the question"):
         answer("bees " * 400 + "?", ret, services.engine, params=AnswerParams(mode="generate", max_prompt_tokens=200))
@@ -188,7 +188,9 @@ class FakeEngine:
         return sum(len(m.content.split()) for m in messages)
 
     def stream(self, messages, params):
-        assert "<source id=\"1\"" in messages[-1].content and "data, not instructions" in messages[0].content
+        # sources are numbered: fenced <source> blocks (context "chunks") or "[n] " lines (context "sentences")
+        assert ("<source id=\"1\"" in messages[-1].content or "\n[1] " in messages[-1].content) \
+            and "data, not instructions" in messages[0].content
         for piece in re.findall(r"\S+\s*", self.reply):
             yield Delta(piece)
         yield Delta("", finish_reason="stop", usage=Usage(50, 9))

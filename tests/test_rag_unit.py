@@ -165,10 +165,16 @@ def test_invalid_citations_are_flagged_not_shown_as_real():
     assert {c.n for c in cites if not c.valid} == {7, 9} and all(not c.source for c in cites if not c.valid)
 
 
-def test_best_support_picks_the_source_sharing_the_answer_words():
+def test_the_support_check_rests_on_the_source_sharing_the_answer_words():
+    from llmspace.rag.evidence import score_sentences
+    from llmspace.rag.support import check_support
+
     hits = _hits(3)
     hits[2].chunk.text = "Honey bees cluster together to keep the hive warm in winter."
-    assert citations.best_support("Bees cluster to keep the hive warm.", hits)[0] == 3
+    ranked = score_sentences("How do bees keep the hive warm?", hits)
+    v = check_support("How do bees keep the hive warm?", "Bees cluster to keep the hive warm.", ranked, ranked,
+                      [h.chunk.text for h in hits])
+    assert v.evidence.n == 3 and v.supported, v
 
 
 def test_bundled_index_without_a_corpus_reports_it_and_takes_a_one_argument_logger(settings, tmp_path):

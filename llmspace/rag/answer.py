@@ -1,15 +1,26 @@
-"""Grounded answers: retrieve, fence the sources, generate with ``[n]``
-citations, then check the answer after generation.
+"""Grounded answers: retrieve, pick the sentences that answer, generate with
+``[n]`` citations, then check the answer's support after generation.
 
 ``stream_answer`` yields the generated text piece by piece (``str``) and last
 the final ``Answer``; ``answer`` runs it to the end. The final text can differ
-from the streamed pieces: invalid citations are flagged, a missing citation is
-attached, or the answer falls back to extractive — ``Answer.mode`` and
-``Answer.notes`` say which.
+from the streamed pieces: invalid citations are flagged, or an answer that
+fails the support check (``rag.support``) is replaced by the extractive one —
+``Answer.mode``, ``Answer.support`` and ``Answer.notes`` say which and why.
+
+Every citation says who made it (``Citation.origin``): ``model`` (the model
+wrote ``[n]``), ``attached`` (the model cited nothing and llmspace attached the
+source its support check found; shown and counted apart) or ``extractive``
+(a quoted sentence and where it was quoted from).
 
 Modes: ``auto`` (generate when the chat model handles the question's language,
 else extractive), ``generate``, ``extractive``. Whatever the mode, when no
-retrieved chunk is relevant the answer is "I don't know" (mode ``no_answer``).
+retrieved passage covers what the question asks (``evidence.answerable``) the
+answer is "I don't know" (mode ``no_answer``) with the reason in the notes.
+
+``AnswerParams.context`` is what the model is given: ``sentences`` (default:
+per source only its sentences that score best against the question — what
+SmolLM2-135M answers and cites best from, measured by
+``benchmarks/bench_answers.py``) or ``chunks`` (whole chunks, for larger models).
 """
 
 from __future__ import annotations
@@ -22,19 +33,22 @@ from typing import Iterator
 
 from llmspace.engine.base import GenerationParams, Message, Usage
 from llmspace.errors import ContextLengthError, ValidationError
-from llmspace.rag.citations import best_support, check_citations, strip_markers
+from llmspace.rag.citations import check_citations
+from llmspace.rag.evidence import Sentence, answerable, score_sentences
 from llmspace.rag.extractive import extractive_answer
 from llmspace.rag.retrieve import RetrievalParams, Retriever, check_query, relevant
-from llmspace.rag.text import analyze, detect_lang
+from llmspace.rag.support import check_support
+from llmspace.rag.text import detect_lang
 from llmspace.rag.types import Answer, SearchHit
 
 MODES = ("auto", "generate", "extractive")
+CONTEXTS = ("sentences", "chunks")
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts" / "rag.yaml"
 # Substrings of chat-model ids known to handle Chinese (SmolLM2 is English-only).
 MULTILINGUAL_MARKERS = ("qwen", "glm", "deepseek", "yi-", "baichuan", "internlm", "minicpm", "llama-3", "gemma",
                         "mistral-nemo", "aya", "bloom", "multilingual", "m3")
 LANG_NAMES = {"en": "English", "zh": "Chinese"}
-MIN_SUPPORT = 0.3  # share of the answer's terms a source must hold to be attached as its citation
+SENTENCES_PER_PROMPT = 3  # the "sentences" context: the best 3 sentences, grouped by their source
 
 
 @dataclass
@@ -43,10 +57,14 @@ class AnswerParams:
     max_new_tokens: int = 160
     max_prompt_tokens: int = 1536  # sources are trimmed to fit this (and the model's context window)
     temperature: float = 0.0
+    context: str = "sentences"  # what the model is given: "sentences" or "chunks"
 
     def validate(self) -> "AnswerParams":
         if self.mode not in MODES:
             raise ValidationError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}.", param="mode")
+        if self.context not in CONTEXTS:
+            raise ValidationError(f"context must be one of {', '.join(CONTEXTS)}; got {self.context!r}.",
+                                  param="context")
         if not 1 <= self.max_new_tokens <= 2048:
             raise ValidationError(f"max_tokens must be between 1 and 2048; got {self.max_new_tokens}.",
                                   param="max_tokens")
@@ -71,20 +89,49 @@ def fence(text: str) -> str:
     return text.replace("<source", "‹source").replace("</source", "‹/source")
 
 
-def render_messages(question: str, sources: list[tuple[SearchHit, str]]) -> list[Message]:
+def render_messages(question: str, sources: list[tuple[SearchHit, str]], user_key: str = "user") -> list[Message]:
+    """``user_key`` "user": whole chunks in fenced ``<source>`` blocks; "user_sentences": one
+    ``[n] text`` line per source (newlines and any leading "[k]" in the text neutralised, so a
+    source cannot fake another source's number)."""
     p = prompts()
-    blocks = "\n\n".join(p["source"].format(n=i, title=fence(h.chunk.heading or h.chunk.title).replace('"', "'"),
-                                            text=fence(text)) for i, (h, text) in enumerate(sources, start=1))
-    return [Message("system", p["system"].strip()),
-            Message("user", p["user"].format(sources=blocks, question=fence(question)))]
+    if user_key == "user_sentences":
+        blocks = "\n".join(p["source_line"].format(n=i, text=_one_line(text))
+                           for i, (h, text) in enumerate(sources, start=1))
+        system = p["system_sentences"]
+    else:
+        blocks = "\n\n".join(p["source"].format(n=i, title=fence(h.chunk.heading or h.chunk.title).replace('"', "'"),
+                                                text=fence(text)) for i, (h, text) in enumerate(sources, start=1))
+        system = p["system"]
+    return [Message("system", system.strip()),
+            Message("user", p[user_key].format(sources=blocks, question=fence(question)))]
 
 
-def fit_sources(question: str, hits: list[SearchHit], engine, params: AnswerParams
-                ) -> tuple[list[Message], list[SearchHit], list[str]]:
+def _one_line(text: str) -> str:
+    import re
+
+    return re.sub(r"^\s*\[(\d+)\]", r"(\1)", " ".join(fence(text).split()))
+
+
+def sentence_sources(hits: list[SearchHit], ranked: list[Sentence], k: int = SENTENCES_PER_PROMPT
+                     ) -> list[tuple[SearchHit, str]]:
+    """The ``k`` best sentences grouped by their chunk, best chunk first; each chunk's sentences in
+    document order. Numbering is per chunk, so ``[n]`` still names a retrieved chunk."""
+    top = ranked[:k]
+    order = list(dict.fromkeys(s.n for s in top))
+    return [(hits[n - 1], " ".join(s.text for s in sorted((s for s in top if s.n == n), key=lambda s: s.start)))
+            for n in order]
+
+
+def fit_sources(question: str, candidates: list[tuple[SearchHit, str]], engine, params: AnswerParams,
+                user_key: str = "user") -> tuple[list[Message], list[tuple[SearchHit, str]], list[str]]:
     """The prompt with as many sources as fit the token budget; trimmed sources
     are left out (or the last one shortened) and a note says so."""
     count = engine.count_prompt_tokens  # loads the engine, so context_window is known after this call
-    base = count(render_messages(question, []))
+
+    def render(srcs):
+        return render_messages(question, srcs, user_key)
+
+    base = count(render([]))
     budget = min(params.max_prompt_tokens, engine.context_window - params.max_new_tokens - 8)
     if base > budget:
         raise ContextLengthError(
@@ -93,28 +140,28 @@ def fit_sources(question: str, hits: list[SearchHit], engine, params: AnswerPara
             param="query")
     used: list[tuple[SearchHit, str]] = []
     shortened = 0
-    for hit in hits:
-        trial = used + [(hit, hit.chunk.text)]
-        n = count(render_messages(question, trial))
+    for hit, full in candidates:
+        trial = used + [(hit, full)]
+        n = count(render(trial))
         if n <= budget:
             used = trial
             continue
         # shorten this one to what is left (chars in proportion to tokens), then stop
-        whole = n - count(render_messages(question, used))
+        whole = n - count(render(used))
         room = budget - (n - whole)
         if room >= 48:
-            text = hit.chunk.text[:max(1, int(len(hit.chunk.text) * room / whole) - 8)]
-            while text and count(render_messages(question, used + [(hit, text + " …")])) > budget:
+            text = full[:max(1, int(len(full) * room / whole) - 8)]
+            while text and count(render(used + [(hit, text + " …")])) > budget:
                 text = text[:int(len(text) * 0.9)]
             if text:
                 used.append((hit, text + " …"))
                 shortened = 1
         break
     notes = []
-    if len(used) < len(hits) or shortened:
-        notes.append(prompts()["notes"]["trimmed"].format(dropped=len(hits) - len(used), total=len(hits),
-                                                         shortened=shortened, budget=budget))
-    return render_messages(question, used), [h for h, _ in used], notes
+    if len(used) < len(candidates) or shortened:
+        notes.append(prompts()["notes"]["trimmed"].format(dropped=len(candidates) - len(used),
+                                                         total=len(candidates), shortened=shortened, budget=budget))
+    return render(used), used, notes
 
 
 def stream_answer(question: str, retriever: Retriever, engine=None, *, index_name: str = "",
@@ -128,6 +175,7 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     rp = retrieval or RetrievalParams()
     question = check_query(question)
     lang = detect_lang(question)
+    key = lang if lang in ("en", "zh") else "en"
     notes_t = prompts()["notes"]
     hits = retriever.search(question, rp)
     good = relevant(hits, question, rp)
@@ -135,13 +183,25 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     if same_lang:  # a bilingual index answers in the question's language when it has sources in it
         good = same_lang
     timings = {"retrieve_s": round(time.perf_counter() - t0, 4)}
+
+    def no_answer(template: str, note: str, sources: list[SearchHit]) -> Answer:
+        timings["total_s"] = round(time.perf_counter() - t0, 4)
+        return Answer(question, prompts()[template][key].format(index=index_name), [], sources, mode="no_answer",
+                      timings=timings, notes=[note])
+
     if not good:
         best = max((h.scores.get("coverage", 0.0) for h in hits), default=0.0)
-        text = prompts()["no_answer"][lang if lang in ("en", "zh") else "en"].format(index=index_name)
-        yield text
-        timings["total_s"] = round(time.perf_counter() - t0, 4)
-        yield Answer(question, text, [], [], mode="no_answer", timings=timings,
-                     notes=[notes_t["no_answer"].format(coverage=best)])
+        ans = no_answer("no_answer", notes_t["no_answer"].format(coverage=best), [])
+        yield ans.text
+        yield ans
+        return
+    ranked = score_sentences(question, good, retriever.index.coverage, retriever.embedder)
+    ok, why = answerable(question, ranked)
+    timings["evidence_s"] = round(time.perf_counter() - t0 - timings["retrieve_s"], 4)
+    if not ok:
+        ans = no_answer("dont_know", notes_t["not_answerable"].format(reason=why), good)
+        yield ans.text
+        yield ans
         return
 
     mode, notes = p.mode, []
@@ -156,20 +216,25 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     if mode == "generate" and engine is None:
         raise ValidationError("mode=generate needs a chat model; use mode=extractive.", param="mode")
 
-    def extractive(sources: list[SearchHit], extra: list[str], usage: Usage | None = None) -> Answer:
-        text, cites = extractive_answer(question, sources, retriever.index.coverage, retriever.embedder)
+    def extractive(extra: list[str], usage: Usage | None = None, support: dict | None = None) -> Answer:
+        text, cites = extractive_answer(question, ranked, good)
         timings["total_s"] = round(time.perf_counter() - t0, 4)
-        return Answer(question, text, cites, sources, mode="extractive", usage=usage or Usage(), timings=timings,
-                      notes=notes + extra)
+        return Answer(question, text, cites, good, mode="extractive", usage=usage or Usage(), timings=timings,
+                      notes=notes + extra, support=support)
 
     if mode == "extractive":
-        ans = extractive(good, [])
+        ans = extractive([])
         yield ans.text
         yield ans
         return
 
-    messages, sources, trim_notes = fit_sources(question, good, engine, p)
+    if p.context == "sentences":
+        candidates, user_key = sentence_sources(good, ranked), "user_sentences"
+    else:
+        candidates, user_key = [(h, h.chunk.text) for h in good], "user"
+    messages, given, trim_notes = fit_sources(question, candidates, engine, p, user_key)
     notes += trim_notes
+    sources = [h for h, _ in given]
     gen = GenerationParams(max_new_tokens=p.max_new_tokens, temperature=p.temperature)
     parts: list[str] = []
     last = None
@@ -183,25 +248,35 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     usage = (last.usage if last is not None else None) or Usage()
     raw = "".join(parts).strip()
     if not raw:
-        yield extractive(sources, [notes_t["empty"]], usage)
+        yield extractive([notes_t["empty"]], usage)
         return
     text, citations, invalid = check_citations(raw, sources)
-    # Grounding check: an answer that says nothing, or whose words the sources
-    # do not hold, is replaced by the extractive one (small models do both).
-    content = strip_markers(raw)
-    n, share = best_support(content, sources)
-    if len(analyze(content)) < 2 or share < MIN_SUPPORT:
-        yield extractive(sources, [notes_t["fallback"]], usage)
+    # the support check runs against what the model cited; an answer that cites nothing is checked
+    # against every given source, and a source that supports it is attached, labelled as llmspace's
+    by_chunk = {h.chunk.id: n for n, h in enumerate(sources, start=1)}
+    renumber = {g: by_chunk.get(h.chunk.id) for g, h in enumerate(good, start=1)}
+    given_sents = [s for s in ranked if renumber.get(s.n)]
+    cited_n = {c.n for c in citations if c.valid}
+    pool = cited_n or set(range(1, len(sources) + 1))
+    cited_sents = [s for s in given_sents if renumber[s.n] in pool]
+    verdict = check_support(question, text, cited_sents, ranked, [t for n, (_, t) in enumerate(given, 1) if n in pool])
+    support = {**verdict.to_dict(), "generated": text}  # what the model wrote, kept when it is not shown
+    if support["evidence"] is not None:
+        support["evidence"]["n"] = renumber.get(support["evidence"]["n"])
+    if not verdict.supported:
+        yield extractive([notes_t["fallback"].format(reasons="; ".join(verdict.reasons))], usage, support)
         return
     if invalid:
         notes.append(notes_t["invalid"].format(ids=", ".join(f"[{n}]" for n in invalid), count=len(sources)))
-    if not any(c.valid for c in citations):
-        text = f"{text} [{n}]"
-        text, citations, invalid = check_citations(text, sources)
+    if not cited_n and verdict.evidence is not None:
+        n = renumber[verdict.evidence.n]
+        att = check_citations(f"[{n}]", sources)[1][0]
+        att.origin = "attached"
+        citations = [att] + citations
         notes.append(notes_t["attached"].format(n=n))
     timings["total_s"] = round(time.perf_counter() - t0, 4)
     yield Answer(question, text, citations, sources, invalid_citations=invalid, mode="generate", usage=usage,
-                 timings=timings, notes=notes)
+                 timings=timings, notes=notes, support=support)
 
 
 def answer(question: str, retriever: Retriever, engine=None, **kwargs) -> Answer:

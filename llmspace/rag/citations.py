@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-from llmspace.rag.text import analyze
 from llmspace.rag.types import Citation, SearchHit
 
 # [1]  [1, 2]  [1][2]  [source 1]  【1】  [1，2]
@@ -65,16 +64,3 @@ def check_citations(text: str, sources: list[SearchHit]) -> tuple[str, list[Cita
             return "[" + ", ".join(f"{x}?" if x in invalid else str(x) for x in nums) + "]"
         text = _MARKER_RE.sub(flag, text)
     return text, citations, invalid
-
-
-def best_support(text: str, sources: list[SearchHit]) -> tuple[int, float]:
-    """The source (1-based) that shares most of the answer's terms, and that share."""
-    terms = set(analyze(text))
-    if not terms or not sources:
-        return 0, 0.0
-    best, share = 0, 0.0
-    for i, hit in enumerate(sources, start=1):
-        s = len(terms & set(analyze(hit.chunk.text))) / len(terms)
-        if s > share:
-            best, share = i, s
-    return best, share

@@ -19,11 +19,15 @@ def format_answer(answer: Answer) -> str:
         lines.append("Citations:")
         for c in valid:
             page = next((h.chunk.page for h in answer.sources if h.chunk.id == c.chunk_id), None)
-            lines.append(f"  [{c.n}] {_where(c.source, c.heading, c.start, c.end, page)}  score {c.score:.3f}")
+            who = {"attached": "  (attached by llmspace: the model cited no source)", "extractive": "  (quoted)"}
+            lines.append(f"  [{c.n}] {_where(c.source, c.heading, c.start, c.end, page)}  score {c.score:.3f}"
+                         f"{who.get(c.origin, '')}")
             lines.append(f"      {c.snippet}")
     if answer.invalid_citations:
         lines.append("Invalid citations (not among the sources): "
                      + ", ".join(f"[{n}]" for n in answer.invalid_citations))
+    if answer.support is not None and not answer.support.get("supported"):
+        lines.append("support check failed: " + "; ".join(answer.support.get("reasons") or []))
     for note in answer.notes:
         lines.append(f"note: {note}")
     t, u = answer.timings, answer.usage

@@ -1,85 +1,59 @@
-"""Extractive answers: the sentences of the retrieved chunks that best support
-the question, each followed by its citation. No generation, so it works for any
-language the index holds, and it is what answers fall back to when the chat
-model cannot handle the question's language or cites nothing it can support.
+"""Extractive answers: the one or two sentences of the retrieved chunks that
+best answer the question (scored by ``evidence.score_sentences``), each
+followed by the citation of where it was quoted from. No generation, so it
+works for any language the index holds; it is what generated answers fall back
+to when the chat model cannot handle the question's language or its answer
+fails the support check.
 
-A sentence's score is the IDF-weighted share of the question's terms it
-contains (the same ``coverage`` retrieval uses), plus, for English questions,
-its embedding similarity to the question, or, for Chinese questions, the share
-of the question's character bigrams it contains (robust to jieba splitting the
-same words differently in two contexts), plus small bonuses for the chunk's
-retrieval rank and for a heading that matches the question.
+A second sentence is added only when it scores nearly as well as the first
+(``SECOND_RATIO``), or when the question asks for a number or a date that the
+first sentence lacks and the second has: nothing unrelated pads the answer.
 """
 
 from __future__ import annotations
 
-import re
-
 from llmspace.rag.citations import snippet
-from llmspace.rag.text import analyze, cjk_bigrams, detect_lang, sentence_spans
+from llmspace.rag.evidence import Sentence, asked_kind, has_kind
+from llmspace.rag.text import detect_lang
 from llmspace.rag.types import Citation, SearchHit
 
-MAX_SENTENCES = 3
-MIN_SENTENCE_CHARS = 12
-_SKIP_RE = re.compile(r"^\s*(?:#|\||```|~~~|[-*_]{3,}\s*$)")
+MAX_SENTENCES = 2
+# a second sentence when it scores at least this share of the first; chosen per question language on
+# the dev split (benchmarks/bench_answers.py --tune)
+SECOND_RATIO = {"en": 0.95, "zh": 0.8}
 
 
-
-def candidate_sentences(hits: list[SearchHit]) -> list[tuple[int, int, int, str]]:
-    """``(source number, start, end, sentence)``; start/end index the document text."""
-    out = []
-    for n, hit in enumerate(hits, start=1):
-        c = hit.chunk
-        for a, b in sentence_spans(c.text):
-            s = c.text[a:b]
-            if len(s) < MIN_SENTENCE_CHARS or _SKIP_RE.match(s):
-                continue
-            s = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", s)  # list markers
-            s = re.sub(r"\[(\d{1,3})\]", r"［\1］", s)  # a quoted "[7]" must not read as our citation
-            out.append((n, c.start + a, c.start + b, s))
-    return out
-
-
-def extractive_answer(question: str, hits: list[SearchHit], coverage, embedder=None,
-                      max_sentences: int = MAX_SENTENCES) -> tuple[str, list[Citation]]:
-    """``(answer text, citations)``. ``coverage(terms, sentence_terms)`` scores
-    term overlap (``RagIndex.coverage``); ``embedder`` adds similarity for English."""
-    cands = candidate_sentences(hits)
-    if not cands:
-        return "", []
-    lang = detect_lang(question)
-    terms = analyze(question)
-    # a sentence under a heading that matches the question, in a higher-ranked chunk, is more likely the answer
-    head = {n: 0.25 * coverage(terms, set(analyze(h.chunk.heading))) + 0.15 / n for n, h in enumerate(hits, 1)}
-    scores = [coverage(terms, set(analyze(s))) + head[n] for n, _, _, s in cands]
-    if embedder is not None and lang == "en":
-        import numpy as np
-
-        vecs = embedder.embed([question] + [s for *_, s in cands])
-        sims = vecs[1:] @ vecs[0]
-        scores = [x + 0.5 * float(np.clip(s, 0, 1)) for x, s in zip(scores, sims)]
-    elif lang == "zh":
-        qb = cjk_bigrams(question)
-        if qb:
-            scores = [x + 0.5 * len(qb & cjk_bigrams(s)) / len(qb) for x, (*_, s) in zip(scores, cands)]
-    order = sorted(range(len(cands)), key=lambda i: -scores[i])
-    chosen: list[int] = []
-    seen_text: set[str] = set()
-    for i in order:
-        key = " ".join(cands[i][3].split()).lower()
-        if key in seen_text:  # overlapping chunks repeat sentences
-            continue
-        seen_text.add(key)
-        chosen.append(i)
-        if len(chosen) == max_sentences:
+def choose_sentences(question: str, ranked: list[Sentence], max_sentences: int = MAX_SENTENCES,
+                     second_ratio: float | None = None) -> list[Sentence]:
+    if not ranked:
+        return []
+    if second_ratio is None:
+        second_ratio = SECOND_RATIO["zh" if detect_lang(question) == "zh" else "en"]
+    best = ranked[0]
+    chosen = [best]
+    kind = asked_kind(question)
+    for s in ranked[1:]:
+        if len(chosen) >= max_sentences:
             break
-    top = scores[chosen[0]]
-    chosen = [i for i in chosen if scores[i] >= 0.5 * top]  # drop weak tail sentences
-    parts, citations = [], []
-    for i in chosen:
-        n, start, end, sentence = cands[i]
-        parts.append(f"{sentence} [{n}]")
-        hit = hits[n - 1]
-        citations.append(Citation(n=n, chunk_id=hit.chunk.id, source=hit.chunk.source, heading=hit.chunk.heading,
-                                  start=start, end=end, snippet=snippet(sentence), score=hit.score, valid=True))
-    return ("" if lang == "zh" else " ").join(parts), citations
+        fills_gap = bool(kind) and not has_kind(best.text, kind, question) and has_kind(s.text, kind, question) \
+            and s.score >= 0.75 * best.score
+        if s.score >= second_ratio * best.score or fills_gap:
+            chosen.append(s)
+    return chosen
+
+
+def sentence_citation(s: Sentence, hit: SearchHit) -> Citation:
+    return Citation(n=s.n, chunk_id=hit.chunk.id, source=hit.chunk.source, heading=hit.chunk.heading,
+                    start=s.start, end=s.end, snippet=snippet(s.text), score=hit.score, valid=True,
+                    origin="extractive")
+
+
+def extractive_answer(question: str, ranked: list[Sentence], hits: list[SearchHit],
+                      max_sentences: int = MAX_SENTENCES) -> tuple[str, list[Citation]]:
+    """``(answer text, citations)`` from sentences already scored against the question."""
+    chosen = choose_sentences(question, ranked, max_sentences)
+    if not chosen:
+        return "", []
+    parts = [f"{s.text} [{s.n}]" for s in chosen]
+    citations = [sentence_citation(s, hits[s.n - 1]) for s in chosen]
+    return ("" if detect_lang(question) == "zh" else " ").join(parts), citations

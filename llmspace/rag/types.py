@@ -46,6 +46,10 @@ class Citation:
     snippet: str
     score: float
     valid: bool = True  # False: the model cited [n] that was not among the sources
+    # who put this citation there: "model" (the model wrote [n]), "attached" (the model cited
+    # nothing; llmspace attached the source its check found supporting the answer) or "extractive"
+    # (the answer is a quoted sentence; the citation says where it was quoted from)
+    origin: str = "model"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,10 +66,17 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     timings: dict = field(default_factory=dict)  # retrieve_s, ttft_s, total_s
     notes: list[str] = field(default_factory=list)  # e.g. "3 sources trimmed to fit the context"
+    # the support check of a generated answer (``rag.support``): supported, reasons, evidence
+    support: dict | None = None
 
     @property
     def cited_valid(self) -> bool:
         return any(c.valid for c in self.citations)
+
+    @property
+    def cited_by_model(self) -> bool:
+        """The model itself wrote a valid citation (not one llmspace attached or quoted)."""
+        return any(c.valid and c.origin == "model" for c in self.citations)
 
     def to_dict(self) -> dict:
         return {
@@ -78,4 +89,5 @@ class Answer:
             "usage": self.usage.to_dict(),
             "timings": self.timings,
             "notes": self.notes,
+            "support": self.support,
         }

@@ -59,6 +59,11 @@ def answer_html(text: str, valid: set[int]) -> str:
     return f'<div class="rag-answer" style="white-space:pre-wrap;font-size:1.05em">{body}</div>'
 
 
+# Who made a citation: never show one llmspace added as if the model had written it.
+ORIGIN_LABELS = {"model": "", "extractive": "<i>quoted</i> · ",
+                 "attached": "<i>attached by llmspace — the model cited no source</i> · "}
+
+
 def citations_html(services, index: str, answer) -> str:
     """One ``<details>`` per citation: source, heading, span, page, score; opens to the passage in context."""
     if not answer.citations:
@@ -81,8 +86,9 @@ def citations_html(services, index: str, answer) -> str:
             before, mid, after = "", c.snippet, ""
         page = pages.get(c.chunk_id)
         where = f"{c.source}" + (f" › {c.heading}" if c.heading else "") + (f" · p.{page}" if page else "")
+        who = ORIGIN_LABELS.get(c.origin, "")
         rows.append(
-            f'<details id="rag-cite-{c.n}" style="margin:.4em 0"><summary><b>[{c.n}]</b> {html.escape(where)} · '
+            f'<details id="rag-cite-{c.n}" style="margin:.4em 0"><summary><b>[{c.n}]</b> {who}{html.escape(where)} · '
             f'score {c.score:.3f} · chars {c.start}-{c.end}</summary>'
             f'<blockquote style="white-space:pre-wrap">…{html.escape(before)}<mark>{html.escape(mid)}</mark>'
             f'{html.escape(after)}…</blockquote></details>')
@@ -92,6 +98,10 @@ def citations_html(services, index: str, answer) -> str:
 def footer(answer) -> str:
     u, t = answer.usage, answer.timings
     notes = "".join(f"\n- {n}" for n in answer.notes)
+    if answer.support is not None:
+        sup = answer.support
+        notes += ("\n- support check: the cited source supports the answer" if sup.get("supported") else
+                  "\n- support check failed: " + "; ".join(sup.get("reasons") or []))
     return (f"mode **{answer.mode}** · {len(answer.sources)} sources · {u.prompt_tokens} prompt + "
             f"{u.completion_tokens} completion tokens · retrieve {t.get('retrieve_s', 0):.2f} s · total "
             f"{t.get('total_s', 0):.2f} s{notes}")
