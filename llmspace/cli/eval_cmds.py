@@ -200,7 +200,9 @@ def cmd_ls(args, services) -> int:
     for r in runs:
         m = r.metrics or {}
         pr = "-" if m.get("pass_rate") is None else f"{100 * m['pass_rate']:.0f}%"
-        cr = "-" if m.get("citation_rate") is None else f"{100 * m['citation_rate']:.0f}%"
+        # the headline: the model's own supported citations (older runs only have the any-origin rate)
+        cite = m.get("cites_source_rate", m.get("citation_rate"))
+        cr = "-" if cite is None else f"{100 * cite:.0f}%" + ("" if "cites_source_rate" in m else "*")
         p50 = "-" if m.get("latency_p50_s") is None else f"{m['latency_p50_s']:.2f}s"
         done = str(r.n_cases) if r.complete else f"{m.get('n_cases', 0)}/{r.n_cases}"
         print(f"{r.id:22s} {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created_at)):16s} {r.status:10s} "

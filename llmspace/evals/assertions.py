@@ -41,10 +41,13 @@ def check(a: Assertion, case: EvalCase, out: SystemOutput) -> AssertionResult:
 
 
 def _must_cite(a: Assertion, case: EvalCase, out: SystemOutput) -> AssertionResult:
-    valid = [c for c in out.cited if c.valid]
+    # a citation llmspace attached to an answer that cited nothing is not the answer citing its source
+    valid = [c for c in out.cited if c.valid and c.origin != "attached"]
     if not valid:
         bad = [c.n for c in out.cited if not c.valid]
-        why = f"only invalid citations {bad}" if bad else "no [n] citation"
+        attached = [c.n for c in out.cited if c.valid and c.origin == "attached"]
+        why = (f"only invalid citations {bad}" if bad else
+               f"no [n] citation of its own (llmspace attached {attached})" if attached else "no [n] citation")
         return AssertionResult(a.type, a.value, False, why)
     wanted = case.gold_sources if a.value == "gold" else a.value if isinstance(a.value, list) else None
     if wanted is None:

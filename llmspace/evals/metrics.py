@@ -3,7 +3,18 @@
 Definitions (the report prints them too):
 
 * pass rate — cases whose assertions all pass and that raised no error / all cases.
-* citation rate — RAG cases whose answer cites >= 1 valid source / RAG cases.
+* cites its source (the headline) — RAG answers in which the *model* wrote a
+  valid ``[n]`` and the support check found the cited passage supports the
+  answer / RAG answers. Citations llmspace attached or quoted never count here.
+* native citation rate — RAG answers with >= 1 valid citation the model wrote.
+* attached rate — RAG answers carrying a citation llmspace attached because the
+  model cited nothing (shown labelled as llmspace's).
+* quoted rate — RAG answers that are extractive quotes, cited by construction.
+* supported citation rate — RAG answers with a valid citation (any origin)
+  whose passage supports the answer: a generated answer that passed the support
+  check, or an extractive quote.
+* citation rate (any origin) — RAG answers with >= 1 valid citation of any
+  origin / RAG answers; kept for comparing with older runs.
 * citation precision — mean over RAG answers with >= 1 valid citation of
   (valid cited sources that match a gold source) / (valid cited sources);
   only cases with ``gold_sources``.
@@ -58,6 +69,13 @@ def compute_metrics(results: list[CaseResult]) -> dict:
     ok = [r for r in results if not r.error]
     rag = [r for r in results if r.kind == "rag"]
     cited_any = [r for r in rag if not r.error and r.valid_cited]
+    answered = [r for r in rag if not r.error]
+
+    def share(pred) -> float | None:
+        return sum(1 for r in answered if pred(r)) / len(rag) if rag else None
+
+    def has(r: CaseResult, origin: str) -> bool:
+        return any(c.get("origin", "model") == origin for c in r.valid_cited)
     precisions = [p for p in (citation_precision(r) for r in rag if not r.error) if p is not None]
     recalls = [x for x in (context_recall(r) for r in rag) if x is not None]
     lat = [r.total_s for r in ok if r.total_s is not None]
@@ -84,6 +102,12 @@ def compute_metrics(results: list[CaseResult]) -> dict:
         "pass_rate_by_tag": dict(sorted(by_tag.items())),
         "n_rag": len(rag),
         "citation_rate": len(cited_any) / len(rag) if rag else None,
+        "cites_source_rate": share(lambda r: has(r, "model") and r.supported is True),
+        "native_citation_rate": share(lambda r: has(r, "model")),
+        "attached_citation_rate": share(lambda r: has(r, "attached")),
+        "quoted_citation_rate": share(lambda r: has(r, "extractive")),
+        "supported_citation_rate": share(lambda r: (has(r, "model") or has(r, "attached")) and r.supported is True
+                                         or has(r, "extractive")),
         "citation_precision": _mean(precisions),
         "context_recall_at_k": _mean(recalls),
         "k": max(ks) if ks else None,
@@ -106,11 +130,12 @@ def compute_metrics(results: list[CaseResult]) -> dict:
 
 # Metrics that `eval diff` and the regression gate compare; True: higher is better.
 COMPARED = {
-    "pass_rate": True, "citation_rate": True, "citation_precision": True, "context_recall_at_k": True,
+    "pass_rate": True, "cites_source_rate": True, "native_citation_rate": True, "supported_citation_rate": True,
+    "citation_rate": True, "citation_precision": True, "context_recall_at_k": True,
     "latency_p50_s": False, "latency_p95_s": False, "ttft_p50_s": False,
     "tokens_per_answer": False, "cost_per_answer_usd": False, "judge_faithfulness_mean": True,
 }
-GATED = ("pass_rate", "citation_rate")  # --fail-on-regression fails when one of these drops
+GATED = ("pass_rate", "cites_source_rate", "supported_citation_rate")  # --fail-on-regression: any drops
 
 
 def summary_lines(m: dict, cost_note: str | None = None) -> list[str]:
@@ -127,7 +152,11 @@ def summary_lines(m: dict, cost_note: str | None = None) -> list[str]:
 
     lines = [
         f"cases: {m['n_cases']}  passed: {m['n_passed']}  errors: {m['n_errors']}  pass rate: {pct(m['pass_rate'])}",
-        f"citation rate: {pct(m['citation_rate'])} of {m['n_rag']} RAG answers  "
+        f"cites its source (model's own [n], supported): {pct(m.get('cites_source_rate'))} of {m['n_rag']} RAG "
+        f"answers  native citation rate {pct(m.get('native_citation_rate'))}  "
+        f"supported (any origin) {pct(m.get('supported_citation_rate'))}",
+        f"citations by origin: quoted (extractive) {pct(m.get('quoted_citation_rate'))}  attached by llmspace "
+        f"{pct(m.get('attached_citation_rate'))}  any origin {pct(m['citation_rate'])}  "
         f"citation precision: {pct(m['citation_precision'])}  "
         f"context recall@{m['k'] or 'k'}: {pct(m['context_recall_at_k'])}",
         f"latency mean {sec(m['latency_mean_s'])}  p50 {sec(m['latency_p50_s'])}  p95 {sec(m['latency_p95_s'])}  "

@@ -145,7 +145,13 @@ def render_html(run: RunRecord) -> str:
                                             f"{cfg.get('system', {}).get('rag_max_tokens')}"),
             ("cases", f"{m.get('n_cases', 0)} ({m.get('n_errors', 0)} errors)"),
             ("pass rate", _pct(m.get("pass_rate"))),
-            ("citation rate", f"{_pct(m.get('citation_rate'))} of {m.get('n_rag', 0)} RAG answers"),
+            ("cites its source (the model's own [n], supported)",
+             f"{_pct(m.get('cites_source_rate'))} of {m.get('n_rag', 0)} RAG answers"),
+            ("native citation rate (the model wrote [n])", _pct(m.get("native_citation_rate"))),
+            ("supported citation rate (any origin)", _pct(m.get("supported_citation_rate"))),
+            ("quoted (extractive) / attached by llmspace", f"{_pct(m.get('quoted_citation_rate'))} / "
+                                                            f"{_pct(m.get('attached_citation_rate'))}"),
+            ("citation rate, any origin", _pct(m.get("citation_rate"))),
             ("citation precision (cited ⊆ gold)", _pct(m.get("citation_precision"))),
             (f"context recall@{m.get('k') or 'k'}", _pct(m.get("context_recall_at_k"))),
             ("latency mean / p50 / p95", " / ".join(_sec(m.get(k)) for k in
@@ -200,7 +206,9 @@ def _case_table(run: RunRecord) -> str:
 def _cited_html(cited: list[dict]) -> str:
     """Valid citations once each; invalid [n] summarised (a small model may emit dozens)."""
     valid = {c.get("n"): c for c in cited if c.get("valid")}
-    parts = [f"[{n}] {_e(c.get('source'))}" for n, c in sorted(valid.items(), key=lambda kv: kv[0] or 0)]
+    tag = {"attached": " (attached by llmspace)", "extractive": " (quoted)"}
+    parts = [f"[{n}] {_e(c.get('source'))}{tag.get(c.get('origin', 'model'), '')}"
+             for n, c in sorted(valid.items(), key=lambda kv: kv[0] or 0)]
     bad = sorted({c.get("n") for c in cited if not c.get("valid")}, key=lambda n: n or 0)
     if bad:
         shown = " ".join(f"[{n}]" for n in bad[:5]) + (" …" if len(bad) > 5 else "")

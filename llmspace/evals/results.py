@@ -18,6 +18,7 @@ class SourceRef:
     source: str
     n: int | None = None  # the [n] in the answer, for citations
     valid: bool = True  # False: the answer cited [n] that was not among the sources
+    origin: str = "model"  # "model" | "attached" (by llmspace) | "extractive" (a quoted sentence)
 
     def matches(self, gold: str) -> bool:
         """``gold`` names this chunk: its id, its document's source path, or a path suffix of it."""
@@ -39,12 +40,15 @@ class SystemOutput:
     mode: str = "generate"  # chat: "chat"; RAG: the Answer's mode
     model: str | None = None
     source_texts: list[str] = field(default_factory=list)  # what the model was given (for the judge)
+    # the support check's verdict on the model's own answer (None: nothing generated was checked);
+    # False means the shown answer is the extractive fallback
+    supported: bool | None = None
 
 
 def from_answer(answer) -> SystemOutput:
     """Turn a ``llmspace.rag.types.Answer`` into a ``SystemOutput``."""
     retrieved = [SourceRef(h.chunk.id, h.chunk.source) for h in answer.sources]
-    cited = [SourceRef(c.chunk_id, c.source, n=c.n, valid=c.valid) for c in answer.citations]
+    cited = [SourceRef(c.chunk_id, c.source, n=c.n, valid=c.valid, origin=c.origin) for c in answer.citations]
     known = {c.n for c in cited}
     cited += [SourceRef("", "", n=n, valid=False) for n in answer.invalid_citations if n not in known]
     t = answer.timings or {}
@@ -52,7 +56,8 @@ def from_answer(answer) -> SystemOutput:
         text=answer.text, retrieved=retrieved, cited=cited,
         prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens,
         ttft_s=t.get("ttft_s"), total_s=t.get("total_s"), retrieve_s=t.get("retrieve_s"), mode=answer.mode,
-        source_texts=[h.chunk.text for h in answer.sources])
+        source_texts=[h.chunk.text for h in answer.sources],
+        supported=None if answer.support is None else bool(answer.support.get("supported")))
 
 
 @dataclass
@@ -83,6 +88,7 @@ class CaseResult:
     mode: str | None = None
     error: str | None = None
     judge: dict | None = None  # {"model", "faithfulness" in [0,1], "raw"}; only with --judge
+    supported: bool | None = None  # the support check's verdict on the generated answer (see SystemOutput)
 
     # ---- derived views used by metrics and reports ----
     @property

@@ -176,6 +176,7 @@ def evaluate_case(case: EvalCase, system: System, config: EvalConfig, judge=None
     r.retrieved = [_ref(s) for s in out.retrieved]
     r.cited = [_ref(s) for s in out.cited]
     r.prompt_tokens, r.completion_tokens = out.prompt_tokens, out.completion_tokens
+    r.supported = out.supported
     r.ttft_s = out.ttft_s  # as the system measures it
     r.total_s = wall  # end to end, as the user waits: retrieval + generation + bookkeeping
     r.cost_usd = config.case_cost(out.prompt_tokens, out.completion_tokens, wall)
@@ -187,7 +188,7 @@ def evaluate_case(case: EvalCase, system: System, config: EvalConfig, judge=None
 
 
 def _ref(s: SourceRef) -> dict:
-    return {"chunk_id": s.chunk_id, "source": s.source, "n": s.n, "valid": s.valid}
+    return {"chunk_id": s.chunk_id, "source": s.source, "n": s.n, "valid": s.valid, "origin": s.origin}
 
 
 def run_eval(eval_set: EvalSet, system: System, store: RunStore, *, config: EvalConfig | None = None,
