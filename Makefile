@@ -30,8 +30,12 @@ web:
 run: install web
 	$(BIN)/python app.py
 
+# ruff first (fast, and a lint error is cheaper to see than a test run); pytest's exit 5 (no test
+# collected) is a failure, said as such.
 test: install web
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -86,7 +86,6 @@ def decode_figures(runs: int) -> dict:
 def server_rss(home: str) -> dict:
     """Start `llmspace serve` (UI + API), send chat and embedding requests, read peak RSS."""
     import httpx
-
     from _server import served
 
     env = {"LLMSPACE_HOME": home, "LLMSPACE_INDEX_BUNDLED_CORPUS": "false"}

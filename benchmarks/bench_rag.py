@@ -96,7 +96,7 @@ def _vocab() -> list[str]:
 def synthetic_texts(n: int, vocab: list[str], seed: int = 0) -> list[str]:
     rnd = random.Random(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         words = rnd.choices(vocab, k=rnd.randint(70, 110))
         out.append(" ".join(words[:40]) + ". " + " ".join(words[40:]) + ".")
     return out

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from llmspace.engine.base import (Completion, Delta, GenerationParams, Message, validate_messages,
-                                  validate_params)
+from llmspace.engine.base import Completion, Delta, GenerationParams, Message, validate_messages, validate_params
 from llmspace.engine.common import check_context
 from llmspace.errors import ModelNotFoundError
 

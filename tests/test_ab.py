@@ -7,8 +7,18 @@ import json
 import pytest
 
 from llmspace.errors import ConfigError
-from llmspace.evals.ab import (ABConfig, ABRouter, Variant, ab_report, assign, format_ab_report, mean_ci,
-                               newcombe_diff, parse_ab_config, wilson)
+from llmspace.evals.ab import (
+    ABConfig,
+    ABRouter,
+    Variant,
+    ab_report,
+    assign,
+    format_ab_report,
+    mean_ci,
+    newcombe_diff,
+    parse_ab_config,
+    wilson,
+)
 from llmspace.evals.feedback import add_feedback, get_response, record_response
 from llmspace.services import Services
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from export_helpers import embedding_export, tiny_export
+
 from llmspace.config import Settings
 from llmspace.engine.base import Message
 
@@ -168,10 +168,10 @@ def test_stop_button_interrupts_generation(browser, site):
 
 def test_browser_embeddings_and_search_match_sentence_transformers(browser, site):
     import numpy as np
+    from sentence_transformers import SentenceTransformer
 
     from llmspace import models
     from llmspace.export.embedding import write_browser_index
-    from sentence_transformers import SentenceTransformer
 
     _, settings, _ = site
     texts = ["ONNX is an open format for machine learning models.", "Paris is the capital of France.",

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
-
 from export_helpers import build_tiny_llama, cached
+
 from llmspace.config import Settings
 from llmspace.engine.base import GenerationParams, Message, complete
 

@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from llmspace.evals.cases import (ASSERTION_TYPES, CASE_KEYS, EvalSetError, bundled_sets, load_eval_set,
-                                  parse_case, schema_path)
+from llmspace.evals.cases import (
+    ASSERTION_TYPES,
+    CASE_KEYS,
+    EvalSetError,
+    bundled_sets,
+    load_eval_set,
+    parse_case,
+    schema_path,
+)
 
 GOOD = {"id": "c1", "question": "What is RAG?", "assertions": [{"type": "contains", "value": "retrieval"}]}
 

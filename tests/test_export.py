@@ -10,8 +10,8 @@ import json
 import shutil
 
 import pytest
-
 from export_helpers import build_tiny_llama, cached, read_json, tiny_export
+
 from llmspace.config import Settings
 from llmspace.engine.base import GenerationParams, Message, complete
 from llmspace.export.errors import ExportError

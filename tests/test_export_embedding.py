@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from export_helpers import embedding_export
+
 from llmspace.export.errors import ExportError
 from llmspace.export.space import read_front_matter
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from export_helpers import tiny_export
 from fastapi.testclient import TestClient
 
-from export_helpers import tiny_export
 from llmspace.serve.web_routes import DEFAULT_DIST
 
 

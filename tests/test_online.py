@@ -8,12 +8,12 @@ import json
 import logging
 
 import pytest
+from test_rag_docs import BEES, TEA
 
 from llmspace.config import Settings
 from llmspace.engine.base import GenerationParams
 from llmspace.evals.feedback import get_response
 from llmspace.services import Services
-from test_rag_docs import BEES, TEA
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +90,8 @@ def test_http_stream_dropped_by_the_client_is_recorded(session_services, tmp_pat
 
     import httpx
     import uvicorn
-
     from conftest import _free_port
+
     from llmspace.serve.app import create_app
 
     services = _services(session_services, tmp_path, AB)

@@ -6,10 +6,10 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from test_rag_docs import BEES, TEA
 
 from llmspace.config import Settings
 from llmspace.services import Services
-from test_rag_docs import BEES, TEA
 
 pytestmark = pytest.mark.slow
 

@@ -86,10 +86,11 @@ def _multipart_head(boundary: str, n: int) -> bytes:
 def test_the_file_past_the_upload_limit_is_refused_before_its_bytes_are_read(settings):
     """201 files: the 201st part's headers are sent, its body (declared as 1 GB) never is; the server
     must answer 400 at once rather than wait to read it."""
+    from server_helpers import serve
+
     from llmspace.rag.ingest import MAX_UPLOAD_FILES
     from llmspace.serve.app import create_app
     from llmspace.services import Services
-    from server_helpers import serve
 
     boundary = uuid.uuid4().hex
     head = _multipart_head(boundary, MAX_UPLOAD_FILES)

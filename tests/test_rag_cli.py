@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_rag_docs import BEES, TEA
 
 from llmspace.cli import main
-from test_rag_docs import BEES, TEA
 
 pytestmark = pytest.mark.slow
 

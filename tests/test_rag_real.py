@@ -17,17 +17,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_rag_docs import BEES, make_pdf, write_corpus
 
 from llmspace.config import Settings
 from llmspace.engine.base import Delta, Usage
 from llmspace.errors import ConfigError, ContextLengthError, NotFoundError, ValidationError
-from llmspace.rag.answer import AnswerParams, answer, stream_answer
+from llmspace.rag.answer import AnswerParams, answer
 from llmspace.rag.bundled import ensure_bundled_index
 from llmspace.rag.index import list_indexes
 from llmspace.rag.retrieve import RetrievalParams
 from llmspace.rag.types import Answer
 from llmspace.services import Services
-from test_rag_docs import BEES, make_pdf, write_corpus
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-
 from test_rag_docs import BEES
 
 pytestmark = pytest.mark.slow

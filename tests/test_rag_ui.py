@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import gradio as gr
 import pytest
+from test_rag_docs import BEES, TEA
 
 from llmspace.config import Settings
 from llmspace.services import Services
 from llmspace.ui import rag_tab
-from test_rag_docs import BEES, TEA
 
 pytestmark = pytest.mark.slow
 

@@ -4,12 +4,12 @@ bad file, citation checking, names. Fast (no embedder, no chat model)."""
 from __future__ import annotations
 
 import pytest
+from test_rag_docs import make_docx, make_pdf
 
 from llmspace.errors import ValidationError
 from llmspace.rag import chunking, citations, ingest, text
 from llmspace.rag.index import validate_name
 from llmspace.rag.types import Chunk, SearchHit
-from test_rag_docs import make_docx, make_pdf
 
 
 # ---------------------------------------------------------------- text

@@ -10,8 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from export_helpers import tiny_export
+
 from llmspace.export.errors import ExportError
 from llmspace.export.space import WEB_DIST, build_space, read_front_matter
 

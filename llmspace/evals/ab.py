@@ -26,7 +26,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as _PydError
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as _PydError
 
 from llmspace.errors import ConfigError
 

@@ -18,8 +18,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmspace.errors import LLMSpaceError
-from llmspace.evals.case_model import (ASSERTION_KEYS, ASSERTION_TYPES, CASE_KEYS, MESSAGE_ROLES,  # noqa: F401
-                                       CaseModel, case_json_schema, problems_of)
+from llmspace.evals.case_model import (  # noqa: F401
+    ASSERTION_KEYS,
+    ASSERTION_TYPES,
+    CASE_KEYS,
+    MESSAGE_ROLES,
+    CaseModel,
+    case_json_schema,
+    problems_of,
+)
 
 MAX_ERRORS_SHOWN = 20
 

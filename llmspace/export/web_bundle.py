@@ -261,8 +261,8 @@ def _prepare_locked(settings: Settings, force: bool, say: Say) -> dict:
 
 
 def _make_chat(settings: Settings, want: dict, staging: Path, todo: list[str], say: Say) -> None:
-    from llmspace.export.onnx_export import export_onnx
     from llmspace.export.layout import META_FILE
+    from llmspace.export.onnx_export import export_onnx
     from llmspace.export.parity import format_parity
     from llmspace.fsutil import swap_in
 

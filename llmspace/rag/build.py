@@ -27,12 +27,12 @@ from typing import Callable, Iterable
 
 import llmspace
 from llmspace.errors import ValidationError
+from llmspace.fsutil import artefact_lock, current, recover_dir, replace_dir
 from llmspace.rag.chunking import ChunkerSettings, chunk_document, embed_text, token_splitter, tokenizer_counter
 from llmspace.rag.index import FORMAT_VERSION, MANIFEST, RagIndex, canonical_model, index_dir, validate_name
 from llmspace.rag.ingest import MAX_FILE_BYTES, Document, Skipped, discover, ingest
 from llmspace.rag.text import analyze
 from llmspace.rag.types import Chunk
-from llmspace.fsutil import artefact_lock, current, recover_dir, replace_dir
 
 Progress = Callable[[float, str], None]
 DENSE_KINDS = ("flat", "hnsw")

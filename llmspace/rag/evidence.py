@@ -57,7 +57,8 @@ _NUMBER_Q = re.compile(r"\bhow (?:many|much|long|big|large|old|far|fast|tall|hig
                        r"\b(?:what|which)\b[^?]{0,40}?\b(?:percentage|fraction|frequency|ratio|size|temperature|"
                        r"dimensions?|length|value|theta|threshold|price|cost|speed|budget|learning rate)\b|"
                        r"多少|几[个种位名层次天年月岁倍点]|多[大长久高重远宽深快]|百分之|比例", re.I)
-_DATE_Q = re.compile(r"^\W*when\b|[,;]\s*(?:and\s+)?when\b|\band when\b|\bwhat year\b|\bwhich year\b|\bin what year\b|哪一?年|何时|什么时候|哪个年代|年份",
+_DATE_Q = re.compile(r"^\W*when\b|[,;]\s*(?:and\s+)?when\b|\band when\b|\b(?:what|which|in what) year\b|"
+                     r"哪一?年|何时|什么时候|哪个年代|年份",
                      re.I)
 _DIGIT_RE = re.compile(r"\d")
 _ZH_NUM_RE = re.compile(r"[零一二两三四五六七八九十百千万亿]+")

@@ -84,7 +84,6 @@ class Retriever:
     _chunk_terms: dict = field(default_factory=dict, repr=False)
 
     def search(self, query: str, params: RetrievalParams | None = None) -> list[SearchHit]:
-        import numpy as np
 
         p = (params or RetrievalParams()).validate()
         query = check_query(query)
@@ -164,7 +163,6 @@ class Retriever:
 def mmr(rows: list[int], rel: dict[int, float], vecs, lam: float, k: int) -> list[int]:
     """Maximal marginal relevance: pick ``k`` rows trading relevance (scaled to
     [0, 1]) against similarity to the rows already picked."""
-    import numpy as np
 
     hi, lo = max(rel.values()), min(rel.values())
     span = (hi - lo) or 1.0

@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from llmspace import fsutil
 from llmspace.errors import NotFoundError, ValidationError
 from llmspace.lru import LRU
 from llmspace.rag import index as idx
 from llmspace.rag.answer import AnswerParams, stream_answer
-from llmspace import fsutil
 from llmspace.rag.build import BuildReport, Progress, build_index
 from llmspace.rag.bundled import ensure_bundled_index  # noqa: F401  (re-exported for the app's start-up)
 from llmspace.rag.chunking import ChunkerSettings

@@ -85,7 +85,7 @@ def numbers(text: str) -> set[str]:
     for m in _NUM_RE.finditer(text):
         a, b = m.start(), m.end()
         if (a and text[a - 1].isalpha()) or (b < len(text) and text[b].isalpha() and text[b:b + 1].isascii()
-                                             and not text[b:b + 2].lower() in ("st", "nd", "rd", "th")):
+                                             and text[b:b + 2].lower() not in ("st", "nd", "rd", "th")):
             continue
         out.add(_norm_num(m.group().rstrip(".,")))
     return out

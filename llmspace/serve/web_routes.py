@@ -16,7 +16,8 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmspace.errors import NotFoundError
-from llmspace.export.web_page import SOURCE_DIST, missing_page, web_dist as configured_dist
+from llmspace.export.web_page import SOURCE_DIST, missing_page
+from llmspace.export.web_page import web_dist as configured_dist
 
 router = APIRouter(tags=["web"])
 

@@ -13,8 +13,8 @@ import re
 import gradio as gr
 
 from llmspace.errors import LLMSpaceError
-from llmspace.ui.i18n import add_strings
 from llmspace.ui.common import ui_errors
+from llmspace.ui.i18n import add_strings
 
 add_strings(
     en={"tab_eval": "Eval", "eval_set": "Eval set", "eval_upload": "…or upload a .jsonl set",

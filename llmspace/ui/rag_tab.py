@@ -14,9 +14,9 @@ from pathlib import Path
 import gradio as gr
 
 from llmspace.errors import LLMSpaceError
-from llmspace.ui.i18n import add_strings
 from llmspace.ui.common import ui_errors, user_key
 from llmspace.ui.eval_tab import feedback_row
+from llmspace.ui.i18n import add_strings
 
 add_strings(
     en={"tab_rag": "Ask the docs (RAG)", "rag_index": "Index", "rag_refresh": "Refresh",
