@@ -179,3 +179,18 @@ def test_a_supported_model_citation_is_native(services):
     a = cites.rag.answer("What colour is the crest of the grey-crested lark?", "trust", mode="generate")
     assert a.mode == "generate" and a.cited_by_model and a.support["supported"]
     assert [c.origin for c in a.citations] == ["model"]
+
+
+def test_the_http_api_labels_an_attached_citation(services):
+    from fastapi.testclient import TestClient
+
+    from llmspace.serve.app import create_app
+
+    silent = with_engine(services, ScriptedEngine("It has a pale grey crest above its eyes."))
+    with TestClient(create_app(silent, with_ui=False)) as client:
+        r = client.post("/v1/rag/answer", json={"index": "trust", "answer_mode": "generate",
+                                                "question": "What colour is the crest of the grey-crested lark?"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["origin"] for c in body["citations"]] == ["attached"] and "[" not in body["answer"]
+    assert body["support"]["supported"] is True
