@@ -99,3 +99,15 @@ def test_a_date_question_without_any_date_in_the_sources_is_not_answerable():
     ranked = score_sentences("When was the lark first described?", [hit(PASSAGE.replace(" in May", ""))])
     ok, why = answerable("When was the lark first described?", ranked)
     assert not ok and "date" in why
+
+
+def test_a_bare_number_from_a_sentence_with_several_is_not_supported():
+    text = "SmolLM2-135M has 9 query heads and 3 key/value heads, so each group of 3 query heads shares one set."
+    hits = [hit(text)]
+    q = "How many query heads share one key/value head?"
+    ranked = score_sentences(q, hits)
+    bare = check_support(q, "[1] 9\n\nThe answer is [1].", ranked, ranked, [text])
+    assert not bare.supported and any("bare number" in r for r in bare.reasons)
+    worded = check_support(q, "Each group of 3 query heads shares one set of keys and values [1].", ranked, ranked,
+                           [text])
+    assert not any("bare number" in r for r in worded.reasons)

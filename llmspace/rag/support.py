@@ -166,7 +166,8 @@ def check_support(question: str, answer: str, cited: list[Sentence], ranked: lis
                        f"{'are' if len(missing_names) > 1 else 'is'} in no cited source")
     # 1 + 4. new content words
     q_terms = set(analyze(question))
-    new_terms = set(analyze(content)) - q_terms - _FILLER
+    new_terms = {t for t in analyze(content) if not t.isdigit()} - q_terms - _FILLER  # numbers: checked in 2.
+    new_nums = numbers(content) - numbers(question)
     p_terms = set(analyze(passage))
     share = len(new_terms & p_terms) / len(new_terms) if new_terms else 0.0
     if lang == "zh":
@@ -174,9 +175,13 @@ def check_support(question: str, answer: str, cited: list[Sentence], ranked: lis
         if nb:
             share = max(share, len(nb & cjk_bigrams(passage)) / len(nb))
     parts["term_share"] = round(share, 3)
-    if not new_terms:
+    if not new_terms and not new_nums:
         reasons.append("the answer said too little: nothing beyond the question")
-    elif share < th["min_terms"]:
+    elif not ({t for t in analyze(content) if not t.isdigit()} - _FILLER) and \
+            len(numbers(" ".join(near)) - numbers(question)) > 1:
+        # "9" for "how many query heads share a KV head?" from "9 query heads and 3 KV heads": which one?
+        reasons.append("the answer is a bare number, and the cited sentence states several")
+    elif new_terms and share < th["min_terms"]:
         reasons.append(f"only {share:.0%} of the answer's words are in the cited source")
     # 5. focus: the cited sentence the answer rests on must be about what was asked
     evidence = by_overlap[0] if by_overlap else None
