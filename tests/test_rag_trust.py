@@ -117,7 +117,7 @@ def test_the_real_model_answers_right_or_falls_back_never_wrong_with_a_citation(
     for question, fact in [("What colour is the crest of the grey-crested lark?", "grey"),
                            ("What does the grey-crested lark eat in summer?", "beetles"),
                            ("How many eggs does the female grey-crested lark lay?", "three to five")]:
-        a = services.rag.answer(question, "trust", max_tokens=48)
+        a = services.rag.answer(question, "trust", mode="generate", max_tokens=48)
         if a.cited_valid and a.mode != "no_answer":
             assert fact in a.text.lower(), a.to_dict()
         model_cites = [c for c in a.citations if c.origin == "model"]
@@ -132,6 +132,12 @@ def test_a_question_the_sources_do_not_answer_gets_i_dont_know(services, questio
     a = services.rag.answer(question, "trust")
     assert a.mode == "no_answer" and a.text.startswith(expected), a.to_dict()
     assert a.citations == [] and a.notes
+
+
+def test_auto_quotes_for_the_small_default_model_and_says_why(services):
+    a = services.rag.answer("What colour is the crest of the grey-crested lark?", "trust")
+    assert a.mode == "extractive" and "pale grey crest" in a.text
+    assert any("mode=generate" in n for n in a.notes)
 
 
 def test_answerable_questions_in_both_languages_are_answered(services):

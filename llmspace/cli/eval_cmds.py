@@ -36,6 +36,9 @@ def _register_eval(sub, common) -> None:
     r.add_argument("--case", action="append", default=[], help="only this case id or glob (repeatable)")
     r.add_argument("--limit", type=int, help="only the first N (selected) cases")
     r.add_argument("--max-tokens", type=int, help="max new tokens per answer (default: the setting)")
+    r.add_argument("--rag-mode", choices=["auto", "generate", "extractive"], default="auto",
+                   help="RAG answer mode (auto: what the chat model is measured to do best; generate: the model's "
+                        "own answers, checked against their sources)")
     r.add_argument("--judge", action="store_true", help="add an LLM-as-judge faithfulness score (off by default)")
     r.add_argument("--judge-model", help="model for --judge (default: the chat model)")
     g = r.add_argument_group("cost (default: hardware price per hour x measured time)")
@@ -123,7 +126,7 @@ def cmd_run(args, services) -> int:
                                    usd_per_1m_completion_tokens=args.usd_per_1m_completion,
                                    judge_model=args.judge_model)
     opts = dict(index=args.index, pattern=args.pattern, tags=args.tag or None, ids=args.case or None,
-                limit=args.limit, max_tokens=args.max_tokens)
+                limit=args.limit, max_tokens=args.max_tokens, rag_mode=args.rag_mode)
     def say(msg):
         print(msg, file=sys.stderr)
 

@@ -27,7 +27,7 @@ def store_for(services) -> RunStore:
 
 def prepare_run(services, set_ref: str | None = None, *, index: str | None = None, pattern: str | None = None,
                 tags: list[str] | None = None, ids: list[str] | None = None, limit: int | None = None,
-                max_tokens: int | None = None, say: Callable[[str], None] | None = None):
+                max_tokens: int | None = None, rag_mode: str = "auto", say: Callable[[str], None] | None = None):
     """Everything that can fail before a run is stored, and the bundled index
     if a case needs it: returns (eval_set, system)."""
     known = known_indexes(services)
@@ -42,7 +42,11 @@ def prepare_run(services, set_ref: str | None = None, *, index: str | None = Non
 
         raise ValidationError(f"--max-tokens must be 1-{services.settings.max_tokens_limit}; got {max_tokens}.",
                               param="max_tokens")
-    system = ServicesSystem(services, max_tokens=max_tokens, index=index, pattern=pattern)
+    if rag_mode not in ("auto", "generate", "extractive"):
+        from llmspace.errors import ValidationError
+
+        raise ValidationError(f"--rag-mode must be auto, generate or extractive; got {rag_mode!r}.", param="rag_mode")
+    system = ServicesSystem(services, max_tokens=max_tokens, index=index, pattern=pattern, rag_mode=rag_mode)
     needed = {system.index_for(c) for c in eval_set.cases} - {None}
     if needed:
         ensure_bundled(services, system.rag, needed, say)
@@ -51,11 +55,12 @@ def prepare_run(services, set_ref: str | None = None, *, index: str | None = Non
 
 def run_set(services, set_ref: str | None = None, *, index: str | None = None, pattern: str | None = None,
             tags: list[str] | None = None, ids: list[str] | None = None, limit: int | None = None,
-            max_tokens: int | None = None, judge: bool = False, judge_model: str | None = None,
+            max_tokens: int | None = None, rag_mode: str = "auto", judge: bool = False,
+            judge_model: str | None = None,
             eval_config: EvalConfig | None = None, progress: Progress | None = None,
             report_dir: Path | None = None, say: Callable[[str], None] | None = None) -> RunOutcome:
     eval_set, system = prepare_run(services, set_ref, index=index, pattern=pattern, tags=tags, ids=ids,
-                                   limit=limit, max_tokens=max_tokens, say=say)
+                                   limit=limit, max_tokens=max_tokens, rag_mode=rag_mode, say=say)
     cfg = eval_config or EvalConfig.from_settings(services.settings, judge_model=judge_model)
     judge_fn = None
     if judge:

@@ -95,10 +95,11 @@ class ServicesSystem:
     """Answers cases with the real engine and RAG of ``services``."""
 
     def __init__(self, services, *, max_tokens: int | None = None, index: str | None = None,
-                 pattern: str | None = None):
+                 pattern: str | None = None, rag_mode: str = "auto"):
         self.services = services
         self.index_override = index
         self.pattern = pattern
+        self.rag_mode = rag_mode  # RAG answer mode: auto | generate | extractive
         self.max_tokens = max_tokens  # None: each path's own default, as served
         self.params = GenerationParams(max_new_tokens=max_tokens or services.settings.default_max_tokens)
         self._rag = None
@@ -118,7 +119,7 @@ class ServicesSystem:
         return {"model": s.chat_model, "backend": s.backend, "index_override": self.index_override,
                 "pattern": self.pattern, "max_tokens": self.max_tokens, "temperature": 0.0,
                 "chat_max_tokens": self.params.max_new_tokens,
-                "rag_max_tokens": self.max_tokens or AnswerParams().max_new_tokens, "rag_mode": "auto"}
+                "rag_max_tokens": self.max_tokens or AnswerParams().max_new_tokens, "rag_mode": self.rag_mode}
 
     def index_for(self, case: EvalCase) -> str | None:
         return (self.index_override or case.index) if case.index else None
@@ -127,7 +128,8 @@ class ServicesSystem:
         index = self.index_for(case)
         if index:
             kw = {"max_tokens": self.max_tokens} if self.max_tokens else {}
-            answer = self.rag.answer(case.prompt_text, index, online=False, **kw)  # offline: no A/B, not recorded
+            # offline: no A/B arm, not recorded as served traffic
+            answer = self.rag.answer(case.prompt_text, index, mode=self.rag_mode, online=False, **kw)
             return from_answer(answer)
         from llmspace.chat import chat
 

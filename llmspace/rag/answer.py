@@ -12,10 +12,12 @@ wrote ``[n]``), ``attached`` (the model cited nothing and llmspace attached the
 source its support check found; shown and counted apart) or ``extractive``
 (a quoted sentence and where it was quoted from).
 
-Modes: ``auto`` (generate when the chat model handles the question's language,
-else extractive), ``generate``, ``extractive``. Whatever the mode, when no
-retrieved passage covers what the question asks (``evidence.answerable``) the
-answer is "I don't know" (mode ``no_answer``) with the reason in the notes.
+Modes: ``auto`` (generate when the chat model handles the question's language
+and is not measured to answer worse than quoting — ``ModelSpec.rag_auto``; the
+packaged SmolLM2-135M is — else extractive), ``generate``, ``extractive``.
+Whatever the mode, when no retrieved passage covers what the question asks
+(``evidence.answerable``) the answer is "I don't know" (mode ``no_answer``)
+with the reason in the notes.
 
 ``AnswerParams.context`` is what the model is given: ``sentences`` (default:
 per source only its sentences that score best against the question — what
@@ -78,6 +80,14 @@ def prompts() -> dict:
     import yaml
 
     return yaml.safe_load(PROMPTS_FILE.read_text(encoding="utf-8"))
+
+
+def auto_mode(model_id: str) -> str:
+    """What "auto" does for a language the model handles: the registry says, for models measured."""
+    from llmspace import models
+
+    spec = models.lookup(model_id) if model_id else None
+    return spec.rag_auto if spec is not None else "generate"
 
 
 def handles_language(model_id: str, lang: str) -> bool:
@@ -211,6 +221,9 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
         if mode == "extractive":
             notes.append(notes_t["extractive_language"].format(model=model_id or "(none)",
                                                                lang=LANG_NAMES.get(lang, lang)))
+        elif auto_mode(model_id) == "extractive":
+            mode = "extractive"
+            notes.append(notes_t["extractive_measured"].format(model=model_id))
     elif mode == "extractive":
         notes.append(notes_t["extractive_requested"])
     if mode == "generate" and engine is None:
