@@ -48,3 +48,22 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "No index named 'nope'" in capsys.readouterr().err
     assert main(["index", "rm", "nope"]) == 1
     assert "No index named 'nope'" in capsys.readouterr().err
+
+
+def test_ask_with_an_index_labels_who_made_each_citation(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bees.md").write_text(BEES, encoding="utf-8")
+    assert main(["index", "build", str(docs), "--name", "notes"]) == 0
+    capsys.readouterr()
+    assert main(["ask", "--index", "notes", "--json", "How much honey does a beekeeper leave for winter?"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["mode"] == "extractive" and "20 kilograms" in body["answer"]
+    assert [c["origin"] for c in body["citations"]] == ["extractive"] * len(body["citations"])
+    assert main(["ask", "--index", "notes", "--mode", "generate", "--max-tokens", "24", "--json",
+                 "How much honey does a beekeeper leave for winter?"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["mode"] in ("generate", "extractive") and body["support"] is not None  # generated, then checked
+    assert all(c["origin"] in ("model", "attached", "extractive") for c in body["citations"])
+    assert main(["ask", "--index", "notes", "--json", "In what year did beekeeping start in the town?"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "no_answer"

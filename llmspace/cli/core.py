@@ -18,6 +18,9 @@ def register(sub, common) -> None:
     p.add_argument("question")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--index", help="answer from this RAG index, with citations")
+    p.add_argument("--mode", choices=["auto", "generate", "extractive"], default="auto",
+                   help="with --index: auto (what the chat model is measured to do best), generate (the model's "
+                        "own answer, checked against its sources) or extractive (quote the best sentences)")
     _sampling_args(p)
     p.add_argument("--json", action="store_true", help="print the answer, usage and timings as JSON")
     p.set_defaults(handler=cmd_ask)
@@ -84,7 +87,8 @@ def cmd_ask(args, services) -> int:
 def _ask_index(args, services, params) -> int:
     from llmspace.rag.cli_format import format_answer
 
-    answer = services.rag.answer(args.question, index=args.index, params=params, user_key=_user_key())
+    answer = services.rag.answer(args.question, index=args.index, mode=args.mode, params=params,
+                                 user_key=_user_key())
     print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) if args.json else format_answer(answer))
     return 0
 

@@ -63,8 +63,8 @@ _DATE_Q = re.compile(r"^\W*when\b|[,;]\s*(?:and\s+)?when\b|\band when\b|\b(?:wha
 _DIGIT_RE = re.compile(r"\d")
 _ZH_NUM_RE = re.compile(r"[零一二两三四五六七八九十百千万亿]+")
 _YEAR_RE = re.compile(r"\b(?:1[5-9]\d\d|20[0-3]\d)\b(?![.,]\d)|\d{2,4}\s*年|[一二三四五六七八九〇零]{2,4}年|"
-                      r"\b(?:january|february|march|april|may|june|july|august|september|october|november|december)\b"
-                      r"|\d{1,2}\s*月|世纪|年代", re.I)
+                      r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)\b"
+                      r"|\d{1,2}\s*月|世纪|年代")  # case-sensitive: "may" is a verb, "May" a month
 
 
 _WHO_Q = re.compile(r"^\W*who\b|\bwho (?:first |originally )?(?:described|invented|proposed|wrote|designed|"
