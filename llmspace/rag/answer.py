@@ -35,7 +35,7 @@ from typing import Iterator
 
 from llmspace.engine.base import GenerationParams, Message, Usage
 from llmspace.errors import ContextLengthError, ValidationError
-from llmspace.rag.citations import check_citations
+from llmspace.rag.citations import check_citations, citation_for
 from llmspace.rag.evidence import Sentence, answerable, score_sentences
 from llmspace.rag.extractive import extractive_answer
 from llmspace.rag.retrieve import RetrievalParams, Retriever, check_query, relevant
@@ -283,9 +283,9 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
         notes.append(notes_t["invalid"].format(ids=", ".join(f"[{n}]" for n in invalid), count=len(sources)))
     if not cited_n and verdict.evidence is not None:
         n = renumber[verdict.evidence.n]
-        att = check_citations(f"[{n}]", sources)[1][0]
-        att.origin = "attached"
-        citations = [att] + citations
+        attached = citation_for(n, sources[n - 1])
+        attached.origin = "attached"
+        citations = [attached] + citations
         notes.append(notes_t["attached"].format(n=n))
     timings["total_s"] = round(time.perf_counter() - t0, 4)
     yield Answer(question, text, citations, sources, invalid_citations=invalid, mode="generate", usage=usage,
