@@ -58,6 +58,25 @@ class ModelLoadError(LLMSpaceError):
     type = "server_error"
 
 
+class ServerBusyError(LLMSpaceError):
+    """The engine's queue is full, or a request waited longer than the queue timeout. The API answers
+    503 with ``Retry-After: retry_after`` (seconds); the OpenAI SDK retries it by itself."""
+
+    status = 503
+    type = "server_error"
+
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = "server_busy"):
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))
+
+
+class UpstreamError(LLMSpaceError):
+    """A remote backend is down, too slow, or answered something that is not an OpenAI response."""
+
+    status = 502
+    type = "server_error"
+
+
 class DependencyError(LLMSpaceError):
     """An optional dependency is missing; the message names the install command."""
 

@@ -12,7 +12,7 @@ from typing import Iterator, Protocol, runtime_checkable
 from llmspace.errors import ValidationError
 
 ROLES = ("system", "user", "assistant", "tool")
-FINISH_REASONS = ("stop", "length")
+FINISH_REASONS = ("stop", "length", "timeout", "cancelled")
 
 
 @dataclass
@@ -60,7 +60,10 @@ class Delta:
     text: str
     finish_reason: str | None = None
     usage: Usage | None = None
-    timings: dict | None = None  # on the last delta: ttft_s, total_s, tokens_per_s
+    timings: dict | None = None  # on the last delta: queue_s, ttft_s, total_s, tokens_per_s
+    # True on an empty delta sent while the request still waits for the engine: a stream can
+    # keep its connection alive (an SSE comment) and a reader may ignore it
+    waiting: bool = False
 
 
 @dataclass

@@ -47,7 +47,8 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
     @app.exception_handler(LLMSpaceError)
     async def _llmspace_error(request: Request, exc: LLMSpaceError):
         services.metrics.errors.labels(_route(request), str(exc.status)).inc()
-        return JSONResponse(exc.to_openai(), status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else None
+        return JSONResponse(exc.to_openai(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
