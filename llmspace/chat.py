@@ -44,6 +44,22 @@ def prepare(services, messages: list[Message | dict], params: GenerationParams) 
     return msgs
 
 
+def request_params(*, max_tokens: int | None = None, temperature: float | None = None, top_p: float | None = None,
+                   top_k: int | None = None, seed: int | None = None, stop: list[str] | None = None) -> GenerationParams:
+    """A request's sampling fields (HTTP API, gRPC) with the API's defaults for those it leaves out.
+    ``max_tokens=None`` stays None: ``start_chat`` then uses the answering A/B arm's ``default_max_tokens``."""
+    return GenerationParams(
+        max_new_tokens=max_tokens,
+        # Greedy unless asked: small models answer best that way, and it makes
+        # answers reproducible. (OpenAI's default is 1.0.)
+        temperature=0.0 if temperature is None else temperature,
+        top_p=1.0 if top_p is None else top_p,
+        top_k=top_k or 0,
+        seed=seed,
+        stop=list(stop or []),
+    )
+
+
 class ChatTurn:
     """One prepared chat answer: its ``id``, A/B ``variant`` and ``model`` are
     known before the first token; ``stream()`` generates it (once)."""
@@ -60,14 +76,16 @@ class ChatTurn:
         self.model = services.engine.model_id
 
     def stream(self) -> Iterator[Delta]:
-        """Deltas; the last one carries finish_reason, usage and timings. An
-        online turn is recorded when it ends, as ``cancelled`` when the consumer
-        stops before the last delta (a client that went away)."""
+        """Deltas; the last one carries finish_reason, usage and timings. The
+        request is queued for the engine now: a full queue raises
+        ``ServerBusyError`` from this call, before any delta. An online turn is
+        recorded when it ends, as ``cancelled`` when the consumer stops before
+        the last delta (a client that went away)."""
         engine = self.services.engine
         deltas = self.services.metrics.track(engine.model_id, engine.stream(self.messages, self.params))
-        if not self.online:
-            yield from deltas
-            return
+        return deltas if not self.online else self._recorded(deltas)
+
+    def _recorded(self, deltas) -> Iterator[Delta]:
         from llmspace.evals import online
 
         parts, last, ended = [], None, online.CANCELLED

@@ -31,19 +31,37 @@ class Settings(BaseModel):
     embedding_model: str = Field("all-minilm-l6-v2",
                                  description="Registry name, local folder or Hub id of the embedding model.")
     reranker_model: str | None = Field(None, description="Optional cross-encoder for RAG reranking.")
-    # "remote" (an OpenAI-compatible server) is not offered until it exists: issue #10 adds it
-    backend: Literal["torch", "onnx"] = "torch"
+    backend: Literal["torch", "onnx", "remote"] = Field("torch", description=(
+        "torch or onnx: in this process; remote: an OpenAI-compatible server (vLLM, llama.cpp, another llmspace) "
+        "at remote_base_url."))
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's choice).")
-    remote_base_url: str | None = Field(None, description="For backend=remote, which issue #10 adds (unused now).")
-    remote_api_key: str | None = None
+    # backend=remote (docs/serving.md)
+    remote_base_url: str | None = Field(None, description="The remote server's OpenAI base URL, "
+                                        "e.g. http://host:8000/v1 (backend=remote).")
+    remote_model: str | None = Field(None, description="Model name to send (default: the first id the remote's "
+                                     "GET /v1/models lists).")
+    remote_api_key: str | None = Field(None, description="Sent as 'Authorization: Bearer ...' to the remote.")
+    remote_timeout_s: float = Field(60, gt=0, description="Seconds to connect, and the longest wait for the next "
+                                    "chunk of a remote answer, before it fails with HTTP 502.")
+    remote_context_window: int | None = Field(None, ge=16, description="The remote model's context window in tokens "
+                                              "(default: what its /v1/models entry reports, else 2048).")
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
+    grpc_port: int | None = Field(None, ge=1, le=65535, description="Port of the gRPC service (llmspace.v1.LLMSpace, "
+                                  "docs/grpc.md) beside the HTTP API, on the same host; unset: no gRPC.")
     default_max_tokens: int = Field(256, ge=1)
     max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask for.")
     max_request_chars: int = Field(200_000, ge=1, description="Largest total message text a request may carry.")
     queue_size: int = Field(32, ge=1, description="Gradio queue length.")
+    # the engine thread (issue #10): how many sequences decode together, how many may wait
+    max_num_seqs: int = Field(8, ge=1, le=256, description="Requests decoded together in one batch (vLLM's name).")
+    max_queue: int = Field(64, ge=1, description="Requests that may wait for a batch slot; more get 503 + Retry-After.")
+    queue_timeout_s: float = Field(120, ge=0, description="A request waiting longer than this gets 503 (0: no limit).")
+    request_timeout_s: float = Field(600, ge=0, description="A generation running longer than this ends with "
+                                     "finish_reason 'timeout' (0: no limit).")
+    keepalive_s: float = Field(10, gt=0, description="While a request waits, streams send a keep-alive this often.")
     # bounds on what clients can make the server hold (issue #9)
     embedding_max_inputs: int = Field(2048, ge=1, description="Most texts one /v1/embeddings request may carry.")
     embedding_max_input_chars: int = Field(32_000, ge=1,
@@ -69,12 +87,12 @@ class Settings(BaseModel):
     eval_usd_per_1m_completion_tokens: float | None = Field(None, ge=0)
     eval_judge_model: str | None = Field(None, description="Model for `eval run --judge` (default: chat model).")
 
-    @field_validator("backend", mode="before")
+    @field_validator("remote_base_url")
     @classmethod
-    def _backend_not_yet(cls, v):
-        if v == "remote":
-            raise ValueError("'remote' is not available yet (issue #10 adds it); use torch or onnx")
-        return v
+    def _http_url(cls, v):
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) URL; give the remote's OpenAI base URL, e.g. http://host:8000/v1")
+        return v.rstrip("/") if v else v
 
     # ---- derived paths -------------------------------------------------
     @property

@@ -70,6 +70,14 @@ class ServerBusyError(LLMSpaceError):
         self.retry_after = max(1, int(retry_after))
 
 
+class GenerationError(LLMSpaceError):
+    """The model failed in the middle of a generation (a backend crash). That request ends with this
+    error; the engine thread drops it and keeps serving the others."""
+
+    status = 500
+    type = "server_error"
+
+
 class UpstreamError(LLMSpaceError):
     """A remote backend is down, too slow, or answered something that is not an OpenAI response."""
 

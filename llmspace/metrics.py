@@ -36,6 +36,12 @@ class Metrics:
                               registry=r)
         self.running = Gauge("llmspace:num_requests_running", "Requests generating now.", registry=r)
         self.waiting = Gauge("llmspace:num_requests_waiting", "Requests waiting for the model.", registry=r)
+        self.queue_time = Histogram("llmspace:request_queue_time_seconds", "Time a request waited for a batch slot.",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Gauge("llmspace:batch_size_max", "Largest number of sequences decoded in one step so far.",
+                                ["model"], registry=r)
+        self.rejected = Gauge("llmspace:requests_rejected", "Requests refused because the engine queue was full "
+                              "or they waited too long.", ["model"], registry=r)
         self.embedding_inputs = Counter("llmspace:embedding_inputs", "Texts embedded.", ["model"], registry=r)
 
     def track(self, model: str, deltas: Iterator[Delta]) -> Iterator[Delta]:
@@ -46,7 +52,7 @@ class Metrics:
         started = False
         try:
             for delta in deltas:
-                if not started:
+                if not started and not delta.waiting:
                     started = True
                     self.waiting.dec()
                     self.running.inc()
@@ -63,6 +69,8 @@ class Metrics:
         """Record one finished generation from its final delta."""
         t = last.timings or {}
         u = last.usage
+        if "queue_s" in t:
+            self.queue_time.labels(model).observe(t["queue_s"])
         if "ttft_s" in t:
             self.ttft.labels(model).observe(t["ttft_s"])
         if "total_s" in t:

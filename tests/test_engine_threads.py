@@ -1,5 +1,6 @@
-"""The local engines under a server's threading: a stream stepped from several pool
-threads, prefill memory, one sampler for both backends, and when the model lock is let go.
+"""The local engines under a server's threading: a stream read from several pool
+threads while the model runs on its engine thread only, prefill memory, and one sampler
+for both backends. (Queueing, batching and cancellation: test_engine_scheduler.py.)
 
 Real models: the 2-layer random Llama of export_helpers.py (SmolLM2's tokenizer) on
 torch, and its fp32 ONNX export on onnxruntime.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 from export_helpers import build_tiny_llama, cached
@@ -69,17 +69,19 @@ def _record_forwards(model) -> tuple[list[dict], object]:
     return seen, model.register_forward_hook(hook, with_kwargs=True)
 
 
-# ------------------------------------------------------------------ grad mode per thread
-def test_one_stream_stepped_from_two_threads_builds_no_graph(torch_engine):
+# ------------------------------------------------------------------ one thread owns the model
+def test_the_model_runs_on_its_engine_thread_only_and_builds_no_graph(torch_engine):
     import torch
 
     alone = complete(torch_engine, PROMPT, SAMPLED)
     seen, handle = _record_forwards(torch_engine._model)
-    pools = [ThreadPoolExecutor(1), ThreadPoolExecutor(1)]  # two threads, stepped in turn like a server's pool
+    pools = [ThreadPoolExecutor(1), ThreadPoolExecutor(1)]  # two threads, reading in turn like a server's pool
+    readers = set()
     try:
         stream = torch_engine.stream(PROMPT, SAMPLED)
 
         def step():
+            readers.add(threading.get_ident())
             delta = next(stream, None)
             return delta, torch.is_grad_enabled()  # this thread's grad mode, once the step is done
 
@@ -94,10 +96,12 @@ def test_one_stream_stepped_from_two_threads_builds_no_graph(torch_engine):
         handle.remove()
         for pool in pools:
             pool.shutdown()
-    assert len({s["thread"] for s in seen}) == 2  # the forwards really ran on both threads
+    engine_threads = {t.ident for t in threading.enumerate() if t.name.startswith("llmspace-engine")}
+    assert len(readers) == 2
+    assert {s["thread"] for s in seen} <= engine_threads and not readers & {s["thread"] for s in seen}
     assert not any(p.requires_grad for p in torch_engine._model.parameters())
     assert not any(s["grad_enabled"] or s["logits_grad"] or s["cache_grad"] for s in seen), seen
-    assert all(modes)  # no thread is left with grad switched off by a suspended `with`
+    assert all(modes)
     assert "".join(d.text for d in deltas) == alone.text
     assert deltas[-1].usage.completion_tokens == alone.usage.completion_tokens
 
@@ -145,49 +149,3 @@ def test_same_seed_gives_the_same_tokens_on_both_backends(torch_engine, fp32_exp
     other = complete(onnx, PROMPT, GenerationParams(**{**SAMPLED.__dict__, "seed": 8}))
     greedy = complete(onnx, PROMPT, GenerationParams(max_new_tokens=SAMPLED.max_new_tokens))
     assert a.text != greedy.text and a.text != other.text  # really sampled, and by that seed
-
-
-# ------------------------------------------------------------------ the model lock
-def _starts_while_held(engine, pool) -> bool:
-    """Whether a second whole stream runs to its end while the first still holds its state."""
-    second = pool.submit(complete, engine, PROMPT, GenerationParams(max_new_tokens=4))
-    try:
-        return second.result(timeout=WAIT_S).usage.completion_tokens >= 1
-    except FutureTimeout:
-        return False
-
-
-@pytest.mark.parametrize("stop", [False, True], ids=["length", "stop-string"])
-def test_lock_is_free_while_the_reader_holds_the_final_delta(torch_engine, stop):
-    params = GenerationParams(max_new_tokens=6)
-    if stop:
-        words = complete(torch_engine, PROMPT, params).text.split()
-        params = GenerationParams(max_new_tokens=6, stop=[words[len(words) // 2]])
-    first = torch_engine.stream(PROMPT, params)
-    pool = ThreadPoolExecutor(1)
-    try:
-        delta = next(first)
-        while delta.finish_reason is None:
-            delta = next(first)
-        assert delta.finish_reason == ("stop" if stop else "length")
-        # the reader is still "sending" the final delta: the model must already be free
-        assert _starts_while_held(torch_engine, pool)
-    finally:
-        list(first)  # on a failure, let the first stream end so the second can too
-        pool.shutdown()
-
-
-def test_lock_is_released_when_the_reader_leaves_mid_stream(torch_engine):
-    first = torch_engine.stream(PROMPT, GenerationParams(max_new_tokens=12))
-    pool = ThreadPoolExecutor(1)
-    try:
-        assert next(first).text
-        second = pool.submit(complete, torch_engine, PROMPT, GenerationParams(max_new_tokens=4))
-        with pytest.raises(FutureTimeout):  # one generation at a time while tokens are computed
-            second.result(timeout=1)
-        first.close()  # a client that goes away: GeneratorExit at the yield
-        assert second.result(timeout=WAIT_S).usage.completion_tokens >= 1
-        assert _starts_while_held(torch_engine, pool)
-    finally:
-        first.close()
-        pool.shutdown()

@@ -64,26 +64,34 @@ class StopMatcher:
 
 
 def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids: set[int],
-                  params: GenerationParams) -> Iterator[Delta]:
+                  params: GenerationParams, t0: float | None = None) -> Iterator[Delta]:
     """Turn a backend's lazy stream of chosen token ids into text deltas.
 
     Shared by every local backend: stops at eos or a stop string, never emits
     half a multi-byte character, and ends with a delta carrying finish reason,
-    usage and timings (ttft, total, decode tok/s after the first token).
-    ``token_ids`` is closed (if it can be) as soon as no more tokens are wanted,
-    before the last text and the final delta are yielded.
+    usage and timings (queue time, ttft, total, decode tok/s after the first
+    token; ttft and total count from ``t0``, the submission, so they include the
+    queue). A ``WAITING`` id (the request is still queued) becomes an empty
+    ``waiting`` delta. ``token_ids`` is closed (if it can be) as soon as no more
+    tokens are wanted, before the last text and the final delta are yielded; an
+    engine that ended the request itself says why in ``token_ids.finish_reason``.
     """
+    from llmspace.engine.scheduler import WAITING
+
     stops = StopMatcher(params.stop)
-    t0 = time.perf_counter()
+    t0 = time.monotonic() if t0 is None else t0
     ttft, finish, emitted, out_ids = None, "length", "", []
     try:
         for tid in token_ids:
+            if tid == WAITING:
+                yield Delta("", waiting=True)
+                continue
             if tid in eos_ids:
                 finish = "stop"
                 break
             out_ids.append(tid)
             if ttft is None:
-                ttft = time.perf_counter() - t0
+                ttft = time.monotonic() - t0
             text = tokenizer.decode(out_ids, skip_special_tokens=True)
             if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
                 continue
@@ -94,36 +102,40 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
             if hit:
                 finish = "stop"
                 break
-    finally:  # the source stops here (done, or our reader left): let it free its cache and lock now
+        else:
+            if getattr(token_ids, "finish_reason", None) in ("timeout", "cancelled"):
+                finish = token_ids.finish_reason
+    finally:  # the source stops here (done, or our reader left): the engine drops the request now
         close = getattr(token_ids, "close", None)
         if close is not None:
             close()
     tail = stops.flush()
     if tail:
         yield Delta(tail)
-    total = time.perf_counter() - t0
+    total = time.monotonic() - t0
     n = len(out_ids)
-    yield Delta(
-        "",
-        finish_reason=finish,
-        usage=Usage(prompt_tokens=prompt_len, completion_tokens=n),
-        timings={
-            "ttft_s": round(ttft if ttft is not None else total, 4),
-            "total_s": round(total, 4),
-            # decode speed after the first token (prefill excluded), as vLLM reports it
-            "tokens_per_s": round((n - 1) / (total - ttft), 2) if n > 1 and ttft and total > ttft else 0.0,
-        },
-    )
+    timings = {
+        "ttft_s": round(ttft if ttft is not None else total, 4),
+        "total_s": round(total, 4),
+        # decode speed after the first token (prefill excluded), as vLLM reports it
+        "tokens_per_s": round((n - 1) / (total - ttft), 2) if n > 1 and ttft and total > ttft else 0.0,
+    }
+    queue_s = getattr(token_ids, "queue_s", None)
+    if queue_s is not None:
+        timings["queue_s"] = round(queue_s, 4)
+    yield Delta("", finish_reason=finish, usage=Usage(prompt_tokens=prompt_len, completion_tokens=n), timings=timings)
 
 
 class LocalEngine:
     """What the in-process backends (torch, onnx) share: chat-template prompts,
-    token counts, the context check and one generation at a time.
+    token counts, the context check, and the engine thread (``scheduler.py``)
+    that owns the model and batches concurrent requests.
 
-    A subclass sets ``_tok``, ``_eos_ids``, ``context_window`` and ``_gen_lock``
-    in ``load()``/``__init__`` and implements ``_token_ids(prompt, params)``:
-    a lazy iterator of chosen token ids.
+    A subclass sets ``settings``, ``_tok``, ``_eos_ids``, ``context_window`` and
+    ``_load_lock`` in ``load()``/``__init__`` and implements ``_batch_ops()``.
     """
+
+    _scheduler = None
 
     @property
     def tokenizer(self):
@@ -144,31 +156,40 @@ class LocalEngine:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
-        """Deltas of one generation. The model lock is held while tokens are computed and released
-        as soon as the last one is (before the final delta reaches the reader), or when the reader
-        closes this generator mid-stream. (An engine thread owning the model is issue #10's.)"""
+        """Deltas of one generation. The request is checked and queued now (a full queue raises
+        ``ServerBusyError`` here, before any delta); the engine thread computes its tokens, in a
+        batch with whatever else is running. Closing the returned iterator cancels the request."""
         self.load()
         prompt = self.encode_prompt(messages)
         check_context(len(prompt), params.max_new_tokens, self.context_window)
-        lock = self._gen_lock
-        lock.acquire()
-        held = [True]
+        handle = self.scheduler.submit(prompt, params)
+        return stream_deltas(handle, len(prompt), self._tok, self._eos_ids, params, t0=handle.submitted)
 
-        def release() -> None:  # once; may run on another thread than acquire (a Lock allows it)
-            if held[0]:
-                held[0] = False
-                lock.release()
+    @property
+    def scheduler(self):
+        """The engine thread, started on first use (after ``load()``)."""
+        if self._scheduler is None:
+            with self._load_lock:
+                if self._scheduler is None:
+                    from llmspace.engine.scheduler import Scheduler
 
-        try:
-            ids = _then(self._token_ids(prompt, params), release)
-            yield from stream_deltas(ids, len(prompt), self._tok, self._eos_ids, params)
-        finally:
-            release()
+                    s = self.settings
+                    self._scheduler = Scheduler(
+                        self._batch_ops(), self._eos_ids, max_num_seqs=s.max_num_seqs, max_queue=s.max_queue,
+                        queue_timeout_s=s.queue_timeout_s, request_timeout_s=s.request_timeout_s,
+                        keepalive_s=s.keepalive_s, name=self.model_id, on_thread_start=self._on_engine_thread)
+        return self._scheduler
 
+    def _on_engine_thread(self) -> None:
+        """Run once on the engine thread before its first step (per-thread runtime settings)."""
 
-def _then(token_ids: Iterator[int], done) -> Iterator[int]:
-    """``token_ids``, then ``done()`` the moment they run out or this is closed (which closes them too)."""
-    try:
-        yield from token_ids
-    finally:
-        done()
+    def engine_stats(self) -> dict:
+        """Queue and batch figures for /health, ``llmspace info`` and /metrics."""
+        s = self.settings
+        out = {"max_num_seqs": s.max_num_seqs, "max_queue": s.max_queue, "running": 0, "waiting": 0}
+        if self._scheduler is not None:
+            st = self._scheduler.stats
+            out.update(running=self._scheduler.running, waiting=self._scheduler.waiting, steps=st.steps,
+                       tokens=st.tokens, admitted=st.admitted, rejected=st.rejected, max_batch=st.max_batch,
+                       errors=st.errors)
+        return out

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from llmspace.config import Settings
-from llmspace.engine.base import GenerationParams, Message
+from llmspace.engine.base import Message
 from llmspace.engine.common import LocalEngine
 from llmspace.errors import ModelLoadError, ModelNotFoundError
 from llmspace.export.layout import DTYPE_FILES
@@ -149,7 +149,6 @@ class OnnxEngine(LocalEngine):
         self.load_seconds: float | None = None
         self._model: OrtCausalLM | None = None
         self._tok = None
-        self._gen_lock = threading.Lock()
         self._load_lock = threading.Lock()
 
     def load(self) -> "OnnxEngine":
@@ -188,11 +187,56 @@ class OnnxEngine(LocalEngine):
             out.append(tid)
         return out
 
-    def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
-        from llmspace.engine.sampling import make_rng, sample_next
+    def _batch_ops(self) -> "OrtBatchOps":
+        self.load()
+        return OrtBatchOps(self._model)
 
-        rng = make_rng(params.seed)  # the torch backend's sampler too: one seed, the same tokens
-        return self._model.token_ids(prompt, params.max_new_tokens, lambda logits: sample_next(logits, params, rng))
+
+class OrtBatchOps:
+    """Prefill and batched decode over an ``OrtCausalLM`` (see ``scheduler.BatchOps``): the Optimum graph
+    takes a left-padded batch through ``attention_mask`` and per-row ``position_ids``."""
+
+    def __init__(self, lm: OrtCausalLM):
+        self.lm = lm
+        layers = sorted({int(n.split(".")[1]) for n in lm.past_names})
+        self.names = [(f"past_key_values.{i}.key", f"past_key_values.{i}.value") for i in layers]
+
+    def _to_cache(self, past: dict) -> list:
+        return [(past[k], past[v]) for k, v in self.names]
+
+    def prefill(self, ids: list[int]):
+        logits, past = self.lm.next_logits(ids, self.lm.empty_past(), 0)
+        return logits, self._to_cache(past)
+
+    def decode(self, tokens: list[int], cache: list, mask, positions: list[int]):
+        import numpy as np
+
+        lm = self.lm
+        feed = {"input_ids": np.array(tokens, dtype=np.int64)[:, None], "attention_mask": mask}
+        for (kn, vn), (k, v) in zip(self.names, cache):
+            feed[kn], feed[vn] = k, v
+        if lm.uses_position_ids:
+            feed["position_ids"] = np.array(positions, dtype=np.int64)[:, None]
+        outs = dict(zip(lm.output_names, lm.session.run(None, feed)))
+        new = [(outs[kn.replace("past_key_values", "present")], outs[vn.replace("past_key_values", "present")])
+               for kn, vn in self.names]
+        return outs["logits"][:, -1].astype(np.float32), new
+
+    def pad_left(self, cache: list, n: int) -> list:
+        import numpy as np
+
+        w = ((0, 0), (0, 0), (n, 0), (0, 0))
+        return [(np.pad(k, w), np.pad(v, w)) for k, v in cache]
+
+    def concat(self, a: list, b: list) -> list:
+        import numpy as np
+
+        return [(np.concatenate([ka, kb]), np.concatenate([va, vb])) for (ka, va), (kb, vb) in zip(a, b)]
+
+    def take(self, cache: list, rows: list[int], start: int) -> list:
+        import numpy as np
+
+        return [(np.ascontiguousarray(k[rows, :, start:]), np.ascontiguousarray(v[rows, :, start:])) for k, v in cache]
 
 
 def _read_json(path: Path) -> dict:

@@ -1,12 +1,14 @@
-"""PyTorch backend: transformers model, a hand-written decode loop.
+"""PyTorch backend: a transformers model, decoded step by step by the engine thread.
 
-We decode token by token with the KV cache rather than calling ``generate``
-so that one loop gives us streaming, stop strings, exact usage counts and time
-to first token, identically for greedy and sampled decoding.
+We decode token by token with the KV cache rather than calling ``generate`` so
+that one loop gives streaming, stop strings, exact usage counts, time to first
+token and continuous batching (``scheduler.py``): a prompt is prefilled alone,
+then its cache joins the batch left-padded, and each step runs every active row
+in one forward pass with an attention mask and per-row positions.
 
-Grad mode is per thread, and a server steps a sync generator on whichever pool
-thread is free: so the parameters never require grad, and each forward call (not
-the generator around it) runs under ``inference_mode``.
+Grad mode is per thread: the parameters never require grad, and each forward
+call runs under ``inference_mode`` (on the engine thread, the only one that
+runs the model).
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from typing import Iterator
 
 from llmspace.config import Settings
-from llmspace.engine.base import GenerationParams
 from llmspace.engine.common import LocalEngine
 from llmspace.errors import ModelLoadError
 
@@ -33,9 +33,6 @@ class TorchEngine(LocalEngine):
         self._device = None
         self.context_window = 2048
         self.load_seconds: float | None = None
-        # One generation at a time per model: batching concurrent requests is
-        # the fast-backend issue's job, not this loop's.
-        self._gen_lock = threading.Lock()
         self._load_lock = threading.Lock()
 
     # ------------------------------------------------------------- loading
@@ -78,26 +75,65 @@ class TorchEngine(LocalEngine):
             self.load_seconds = time.perf_counter() - t0
         return self
 
-    def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
-        """Chosen token ids, one forward pass each, reusing the KV cache (lazy:
-        the consumer stops it at eos or a stop string)."""
+    def _batch_ops(self) -> "TorchBatchOps":
+        self.load()
+        return TorchBatchOps(self._model, self._device, self._keep_last)
+
+    def _on_engine_thread(self) -> None:
+        if self.settings.threads:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
+
+
+class TorchBatchOps:
+    """Prefill and batched decode over a transformers causal LM (see ``scheduler.BatchOps``)."""
+
+    def __init__(self, model, device, keep_last: dict):
+        self.model, self.device, self.keep_last = model, device, keep_last
+
+    @staticmethod
+    def _layers(cache) -> list:
+        if hasattr(cache, "layers"):
+            return [(layer.keys, layer.values) for layer in cache.layers]
+        return [tuple(kv) for kv in cache]  # a legacy tuple cache
+
+    def prefill(self, ids: list[int]):
         import torch
 
-        from llmspace.engine.sampling import make_rng, sample_next
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **self.keep_last)
+            logits = out.logits[0, -1].float().cpu().numpy().copy()  # (vocab,), owns its memory
+        return logits, self._layers(out.past_key_values)
 
-        rng = make_rng(params.seed)
-        past = None
-        input_ids = torch.tensor([prompt], device=self._device)
-        for _ in range(params.max_new_tokens):
-            # per call, never around the yield: the next step may run on another thread
-            with torch.inference_mode():
-                result = self._model(input_ids=input_ids, past_key_values=past, use_cache=True, **self._keep_last)
-                logits = result.logits[0, -1].float().cpu().numpy().copy()  # (vocab,), owns its memory
-            past = result.past_key_values
-            del result
-            next_id = sample_next(logits, params, rng)
-            yield next_id
-            input_ids = torch.tensor([[next_id]], device=self._device)
+    def decode(self, tokens: list[int], cache: list, mask, positions: list[int]):
+        import torch
+        from transformers import DynamicCache
+
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor(tokens, device=self.device)[:, None],
+                attention_mask=torch.from_numpy(mask).to(self.device),
+                position_ids=torch.tensor(positions, device=self.device)[:, None],
+                past_key_values=DynamicCache(ddp_cache_data=cache), use_cache=True)
+            logits = out.logits[:, -1].float().cpu().numpy()
+        return logits, self._layers(out.past_key_values)
+
+    def pad_left(self, cache: list, n: int) -> list:
+        import torch.nn.functional as F
+
+        return [(F.pad(k, (0, 0, n, 0)), F.pad(v, (0, 0, n, 0))) for k, v in cache]
+
+    def concat(self, a: list, b: list) -> list:
+        import torch
+
+        return [(torch.cat([ka, kb]), torch.cat([va, vb])) for (ka, va), (kb, vb) in zip(a, b)]
+
+    def take(self, cache: list, rows: list[int], start: int) -> list:
+        import torch
+
+        idx = torch.tensor(rows, device=self.device)
+        return [(k.index_select(0, idx)[:, :, start:], v.index_select(0, idx)[:, :, start:]) for k, v in cache]
 
 
 def _eos_ids(tok, model) -> set[int]:

@@ -252,6 +252,9 @@ def stream_answer(question: str, retriever: Retriever, engine=None, *, index_nam
     parts: list[str] = []
     last = None
     for delta in (generate or engine.stream)(messages, gen):
+        if delta.waiting:  # queued behind other requests: an empty piece lets a stream keep its connection
+            yield ""
+            continue
         if delta.text:
             if not parts:
                 timings["ttft_s"] = round(time.perf_counter() - t0, 4)

@@ -75,10 +75,16 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__, "model": eng.model_id, "backend": eng.backend,
                 "embedding_model": services.embedder.name,
                 "model_loaded": getattr(eng, "_model", None) is not None,
+                "engine": eng.engine_stats() if hasattr(eng, "engine_stats") else None,
                 "web_export": web_export_status(services.settings)["state"]}
 
     @app.get("/metrics")
     def metrics():
+        eng = services.engine
+        if hasattr(eng, "engine_stats"):  # the engine thread's own figures, read at scrape time
+            st = eng.engine_stats()
+            services.metrics.batch_size.labels(eng.model_id).set(st.get("max_batch", 0))
+            services.metrics.rejected.labels(eng.model_id).set(st.get("rejected", 0))
         body, ctype = services.metrics.render()
         return Response(body, media_type=ctype)
 
@@ -104,4 +110,4 @@ def create_app(services, with_ui: bool = True) -> FastAPI:
 
 
 # Routers other capabilities add (each module exposes ``router``).
-_EXTRA_ROUTERS: list[str] = ["eval_routes", "web_routes", "rag_routes"]
+_EXTRA_ROUTERS: list[str] = ["eval_routes", "web_routes", "rag_routes", "tokenize_routes"]

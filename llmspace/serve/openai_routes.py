@@ -16,9 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmspace.chat import check_model_name, start_chat
+from llmspace.chat import check_model_name, request_params, start_chat
 from llmspace.engine.base import GenerationParams
-from llmspace.errors import ModelNotFoundError, ValidationError
+from llmspace.errors import LLMSpaceError, ValidationError
 from llmspace.serve.eval_routes import user_key
 
 router = APIRouter(prefix="/v1")
@@ -65,17 +65,9 @@ def _params(req: ChatRequest, default_max: int | None) -> GenerationParams:
     if req.n not in (None, 1):
         raise ValidationError("Only n=1 is supported.", param="n")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-    return GenerationParams(
-        max_new_tokens=default_max if max_tokens is None else max_tokens,
-        # Greedy unless asked: small models answer best that way, and it makes
-        # answers reproducible. (OpenAI's default is 1.0.)
-        temperature=0.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=req.top_k or 0,
-        seed=req.seed,
-        stop=stop,
-    )
+    stop = [req.stop] if isinstance(req.stop, str) else req.stop
+    return request_params(max_tokens=default_max if max_tokens is None else max_tokens, temperature=req.temperature,
+                          top_p=req.top_p, top_k=req.top_k, seed=req.seed, stop=stop)
 
 
 @router.get("/models")
@@ -86,7 +78,7 @@ def list_models(request: Request):
         "object": "list",
         "data": [
             {"id": s.engine.model_id, "object": "model", "created": now, "owned_by": "llmspace",
-             "llmspace": {"kind": "chat", "backend": s.engine.backend}},
+             "llmspace": {"kind": "chat", "backend": s.engine.backend, "context_window": s.engine.context_window}},
             {"id": s.embedder.name, "object": "model", "created": now, "owned_by": "llmspace",
              "llmspace": {"kind": "embedding"}},
         ],
@@ -109,7 +101,7 @@ async def chat_completions(req: ChatRequest, request: Request):
     if not req.stream:
         def run():
             parts, last = [], None
-            for d in turn.stream():
+            for d in turn.stream():  # a full queue raises ServerBusyError: 503 + Retry-After
                 parts.append(d.text)
                 last = d
             return "".join(parts), last
@@ -130,18 +122,33 @@ async def chat_completions(req: ChatRequest, request: Request):
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+    # queued now: a full queue answers 503 + Retry-After here, before the stream starts
+    deltas = await run_in_threadpool(turn.stream)
+
     def events():
-        yield chunk({"role": "assistant", "content": ""})
-        for d in turn.stream():
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            yield from body(deltas)
+        except LLMSpaceError as exc:  # after the 200: the error travels as an event the SDK raises
+            yield f"data: {json.dumps(exc.to_openai(), ensure_ascii=False)}\n\n"
+            return
+        finally:  # however it ends (a client that left): the request leaves the engine, the turn is recorded
+            deltas.close()
+        yield "data: [DONE]\n\n"
+
+    def body(deltas):
+        for d in deltas:
+            if d.waiting:  # still queued: an SSE comment keeps proxies and clients from timing out
+                yield ": waiting for the model\n\n"
+                continue
             if d.text:
                 yield chunk({"content": d.text})
             if d.finish_reason is not None:
                 yield chunk({}, d.finish_reason, llmspace={"timings": d.timings, "variant": variant})
                 if include_usage:
-                    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                            "choices": [], "usage": d.usage.to_dict()}
-                    yield f"data: {json.dumps(body)}\n\n"
-        yield "data: [DONE]\n\n"
+                    usage_body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                  "choices": [], "usage": d.usage.to_dict()}
+                    yield f"data: {json.dumps(usage_body)}\n\n"
 
     from llmspace.serve.streams import EventStream
 
@@ -151,38 +158,14 @@ async def chat_completions(req: ChatRequest, request: Request):
 
 @router.post("/embeddings")
 async def embeddings(req: EmbeddingRequest, request: Request):
-    services = _services(request)
-    emb = services.embedder
-    if req.model:
-        from llmspace import models
+    from llmspace.embeddings import embed_request
 
-        asked, served = models.lookup(req.model), models.lookup(emb.name)  # None: not a registry name
-        if req.model != emb.name and not (asked and served and asked.name == served.name):
-            raise ModelNotFoundError(f"The embedding model {req.model!r} is not served here; this server serves "
-                                     f"{emb.name!r} (GET /v1/models lists it).")
-    texts = [req.input] if isinstance(req.input, str) else req.input
-    limits = services.settings
-    if not texts:
-        raise ValidationError("`input` is empty.", param="input")
-    if len(texts) > limits.embedding_max_inputs:
-        raise ValidationError(f"`input` has {len(texts)} items; the limit is {limits.embedding_max_inputs} "
-                              "(LLMSPACE_EMBEDDING_MAX_INPUTS). Send them in several requests.", param="input")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ValidationError(f"input[{i}] must be a string (token arrays are not supported).",
-                                  param=f"input[{i}]")
-        if not t.strip():
-            raise ValidationError(f"input[{i}] is empty.", param=f"input[{i}]")
-        if len(t) > limits.embedding_max_input_chars:
-            raise ValidationError(f"input[{i}] has {len(t)} characters; the limit is "
-                                  f"{limits.embedding_max_input_chars} (LLMSPACE_EMBEDDING_MAX_INPUT_CHARS). "
-                                  "Split the text into chunks first.", param=f"input[{i}]")
-    vecs = await run_in_threadpool(emb.embed, texts)
+    # the model name, the bounds, metrics: the library call every shell makes (gRPC Embed too)
+    result = await run_in_threadpool(embed_request, _services(request), req.input, req.model)
+    vecs, n_tokens = result.vectors, result.prompt_tokens
     if req.dimensions is not None and req.dimensions != vecs.shape[1]:
         raise ValidationError(f"This model gives {vecs.shape[1]} dimensions; `dimensions` cannot change that.",
                               param="dimensions")
-    n_tokens = sum(emb.count_tokens(t) for t in texts)
-    services.metrics.embedding_inputs.labels(emb.name).inc(len(texts))
     data = []
     for i, v in enumerate(vecs):
         if req.encoding_format == "base64":
@@ -192,5 +175,5 @@ async def embeddings(req: EmbeddingRequest, request: Request):
         else:
             value = v.tolist()
         data.append({"object": "embedding", "index": i, "embedding": value})
-    return {"object": "list", "data": data, "model": emb.name,
+    return {"object": "list", "data": data, "model": result.model,
             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}

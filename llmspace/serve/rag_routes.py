@@ -104,6 +104,9 @@ async def rag_answer(req: AnswerRequest, request: Request):
     def events():
         # chain, not a list: each event goes out as soon as the engine yields it
         for item in itertools.chain([first], stream):
+            if item == "":  # still waiting for the model: an SSE comment keeps the connection
+                yield ": waiting for the model\n\n"
+                continue
             if isinstance(item, str):
                 body = {"type": "delta", "id": rid, "text": item}
             else:
