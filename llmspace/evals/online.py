@@ -28,6 +28,17 @@ def new_id(kind: str) -> str:
     return f"{'chatcmpl' if kind == 'chat' else kind}-{uuid.uuid4().hex[:24]}"
 
 
+def client_key(user: str | None = None, authorization: str | None = None) -> str | None:
+    """Who is asking, as an API shell (HTTP, gRPC) knows it, for A/B assignment and recorded
+    answers: the end-user id if the request names one, else the bearer API key, else None."""
+    if user:
+        return f"user:{user}"
+    auth = authorization or ""
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return f"key:{auth[7:].strip()}"
+    return None
+
+
 def choose_arm(services, user_key: str | None):
     """The A/B arm for ``user_key`` (``None`` when A/B is off). Serve with
     ``arm.services`` and ``arm.apply(messages)``; record ``arm.name``."""

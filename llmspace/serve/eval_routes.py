@@ -54,12 +54,9 @@ def _services(request: Request):
 
 def user_key(request: Request, user: str | None = None) -> str | None:
     """What A/B assignment and feedback hash: the end-user id if sent, else the API key."""
-    if user:
-        return f"user:{user}"
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer ") and auth[7:].strip():
-        return f"key:{auth[7:].strip()}"
-    return None
+    from llmspace.evals.online import client_key
+
+    return client_key(user, request.headers.get("authorization"))
 
 
 @router.post("/feedback")
