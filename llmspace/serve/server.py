@@ -44,8 +44,25 @@ def run_server(settings: Settings, with_ui: bool = True) -> None:
     from llmspace.export.web_bundle import start_background
 
     start_background(settings, _say)  # what /web/ loads, in a subprocess: the server does not wait for it
+    grpc_server = None
+    if settings.grpc_port is not None:
+        if settings.grpc_port == settings.port:
+            from llmspace.errors import ConfigError
+
+            raise ConfigError(f"The gRPC port and the HTTP port are both {settings.port}; give gRPC its own "
+                              "(--grpc-port, LLMSPACE_GRPC_PORT).", param="grpc_port")
+        from llmspace.serve.grpc_server import start_grpc_server
+
+        grpc_server = start_grpc_server(services, settings.grpc_port, settings.host)
+        _say(f"llmspace: gRPC llmspace.v1.LLMSpace on {settings.host}:{settings.grpc_port}  (docs/grpc.md)")
     _say(f"llmspace: open http://{settings.host}:{settings.port}/  (API: /v1, /health, /metrics)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        if grpc_server is not None:  # uvicorn has stopped (Ctrl-C, SIGTERM): calls in flight get a few seconds
+            from llmspace.serve.grpc_server import stop_grpc_server
+
+            stop_grpc_server(grpc_server)
 
 
 def main() -> None:
