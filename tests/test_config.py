@@ -45,13 +45,12 @@ def test_describe_masks_secrets():
     assert s.describe()["remote_api_key"] == "***"
 
 
-def test_the_remote_backend_is_not_offered_until_it_exists(capsys):
-    # it could only raise on the first request: refused at load, naming the issue that adds it
-    with pytest.raises(ConfigError, match="issue #10"):
-        Settings.load(env={"LLMSPACE_BACKEND": "remote"})
+def test_the_remote_backend_is_offered_with_its_url_flags(capsys):
+    # tests/test_remote_backend.py runs it against a live server
+    assert Settings.load(env={"LLMSPACE_BACKEND": "remote"}).backend == "remote"
     from llmspace.cli import main
 
     with pytest.raises(SystemExit):
         main(["chat", "--help"])
     out = capsys.readouterr().out
-    assert "--backend" in out and "remote" not in out
+    assert "remote" in out and "--remote-url" in out and "--remote-model" in out

@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = common.add_argument_group("settings (override LLMSPACE_* variables)")
     g.add_argument("--home", help="folder for models, indexes, logs (LLMSPACE_HOME)")
     g.add_argument("--model", dest="chat_model", help="chat model: registry name, folder or Hub id")
-    g.add_argument("--backend", choices=["torch", "onnx"], help="inference backend")
+    g.add_argument("--backend", choices=["torch", "onnx", "remote"],
+                   help="inference backend (remote: an OpenAI-compatible server at --remote-url)")
+    g.add_argument("--remote-url", dest="remote_base_url", metavar="URL",
+                   help="with --backend remote: the server's OpenAI base URL, e.g. http://host:8000/v1")
+    g.add_argument("--remote-model", dest="remote_model", metavar="NAME",
+                   help="with --backend remote: the model name to send (default: the first the server lists)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="device (default: auto)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -48,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace):
     from llmspace.config import Settings
 
-    keys = ("home", "chat_model", "backend", "device")
+    keys = ("home", "chat_model", "backend", "device", "remote_base_url", "remote_model")
     return Settings.load(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
 
 

@@ -1,6 +1,7 @@
 """Inference backends behind one protocol (see ``base.py``).
 
-``create_engine(settings)`` picks the backend named by ``settings.backend``.
+``create_engine(settings)`` picks the backend named by ``settings.backend``:
+torch or onnx in this process, or remote (an OpenAI-compatible server).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def create_engine(settings: Settings, model: str | None = None) -> Engine:
         from llmspace.engine.onnx_engine import OnnxEngine
 
         return OnnxEngine(settings, model)
+    if settings.backend == "remote":
+        from llmspace.engine.remote_engine import RemoteEngine
+
+        return RemoteEngine(settings, model)
     raise ConfigError(
-        f"Backend {settings.backend!r} is not available yet. Use LLMSPACE_BACKEND=torch or onnx.",
+        f"Unknown backend {settings.backend!r}. Use LLMSPACE_BACKEND=torch, onnx or remote.",
         param="backend",
     )
