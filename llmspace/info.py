@@ -54,9 +54,12 @@ def collect_info(services, load: bool = True) -> dict:
         "models": {},
         "problems": [],
     }
-    for kind, name in (("chat", s.chat_model), ("embedding", s.embedding_model)):
-        entry: dict = {"name": name}
-        spec = models.lookup(name)
+    remote = s.backend == "remote"
+    for kind, name in (("chat", s.remote_model if remote else s.chat_model), ("embedding", s.embedding_model)):
+        entry: dict = {"name": name or "(the first model the remote serves)"}
+        if kind == "chat" and remote:
+            entry["remote"] = s.remote_base_url
+        spec = None if kind == "chat" and remote else models.lookup(name)
         if spec:
             entry["registry"] = spec.description
             if spec.kind == "chat" and spec.relpath.endswith(".gguf"):
@@ -65,7 +68,10 @@ def collect_info(services, load: bool = True) -> dict:
         if load:
             t0 = time.perf_counter()
             try:
-                if kind == "chat":
+                if kind == "chat" and remote:  # reachable, and serves the model
+                    eng = services.engine.load()
+                    entry.update(name=eng.model_id, context_window=eng.context_window)
+                elif kind == "chat":
                     services.engine.load()
                     entry["path"] = str(models.resolve(name, "chat", s.models_dir))
                 else:
@@ -77,7 +83,7 @@ def collect_info(services, load: bool = True) -> dict:
                 entry["loads"] = False
                 entry["error"] = str(exc)
                 info["ok"] = False
-                info["problems"].append(f"{kind} model {name!r} does not load: {exc}")
+                info["problems"].append(f"{kind} model {entry['name']!r} does not load: {exc}")
         info["models"][kind] = entry
     for p in ("torch", "transformers", "gradio"):
         if versions[p] is None:
@@ -101,7 +107,9 @@ def format_info(info: dict) -> str:
     for kind, m in info["models"].items():
         state = ("loads in %.2f s" % m["load_seconds"]) if m.get("loads") else (
             "NOT LOADING: " + m.get("error", "") if "loads" in m else "not checked")
-        lines.append(f"{kind} model: {m['name']} — {state}" + (f"\n  path: {m['path']}" if m.get("path") else ""))
+        lines.append(f"{kind} model: {m['name']} — {state}" + (f"\n  path: {m['path']}" if m.get("path") else "")
+                     + (f"\n  remote: {m['remote']}" + (f", context window {m['context_window']} tokens"
+                                                        if m.get("context_window") else "") if m.get("remote") else ""))
     st = info["settings"]
     lines.append(f"serve: http://{st['host']}:{st['port']} · gRPC "
                  + (f"{st['host']}:{st['grpc_port']}" if st.get("grpc_port") else "off (--grpc-port N, LLMSPACE_GRPC_PORT)"))

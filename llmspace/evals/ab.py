@@ -137,7 +137,8 @@ class Arm:
         return msgs
 
 
-_SHARED = {"engine": ("chat_model", "backend", "device", "dtype", "threads", "remote_base_url"),
+_SHARED = {"engine": ("chat_model", "backend", "device", "dtype", "threads", "remote_base_url", "remote_model",
+                      "remote_api_key", "remote_timeout_s", "remote_context_window"),
            "embedder": ("embedding_model",), "metrics": ()}
 
 

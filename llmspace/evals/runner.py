@@ -116,7 +116,9 @@ class ServicesSystem:
         from llmspace.rag.answer import AnswerParams
 
         s = self.services.settings
-        return {"model": s.chat_model, "backend": s.backend, "index_override": self.index_override,
+        remote = s.backend == "remote"  # the model that answers is the remote's, at that URL
+        return {"model": self.services.engine.model_id if remote else s.chat_model, "backend": s.backend,
+                **({"remote_base_url": s.remote_base_url} if remote else {}), "index_override": self.index_override,
                 "pattern": self.pattern, "max_tokens": self.max_tokens, "temperature": 0.0,
                 "chat_max_tokens": self.params.max_new_tokens,
                 "rag_max_tokens": self.max_tokens or AnswerParams().max_new_tokens, "rag_mode": self.rag_mode}

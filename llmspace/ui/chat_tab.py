@@ -61,7 +61,8 @@ def build(services, t) -> None:
                 max_tokens = gr.Slider(1, s.max_tokens_limit, value=s.default_max_tokens, step=1,
                                        label=t("max_tokens"))
                 seed = gr.Number(value=-1, precision=0, label=t("seed"))
-            gr.Markdown(f"**{s.chat_model}** · backend `{s.backend}`", label=t("model_info"))
+            model = getattr(services.engine, "label", None) if s.backend == "remote" else s.chat_model  # no network
+            gr.Markdown(f"**{model}** · backend `{s.backend}`", label=t("model_info"))
 
     inputs = [msg, chatbot, system, temperature, top_p, top_k, max_tokens, seed]
 
