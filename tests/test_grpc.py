@@ -341,6 +341,61 @@ def test_the_docs_example_client_runs(grpc_port, tmp_path):
     assert "INVALID_ARGUMENT max_tokens is 1000000; the limit is 2048." in out.stdout
 
 
+@pytest.mark.slow
+def test_a_full_queue_is_resource_exhausted_with_retry_after_and_a_queued_call_can_leave(session_services, tmp_path):
+    """One decoding slot and one queue place (the engine thread's real bound): a third call is refused
+    with retry-after; a queued call that is cancelled leaves the queue at the next keep-alive."""
+    import threading
+
+    from llmspace.config import Settings
+    from llmspace.services import Services
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(session_services.settings.models_dir, target_is_directory=True)
+    services = Services(Settings.load(env={}, home=home, max_num_seqs=1, max_queue=1, keepalive_s=0.1))
+    services.__dict__["embedder"] = session_services.embedder
+    services.warm_up()
+    server, channel, _ = _serve(services)
+    stats = services.engine.engine_stats
+
+    def wait_for(cond, what):
+        deadline = time.monotonic() + 60
+        while not cond():
+            assert time.monotonic() < deadline, (what, stats())
+            time.sleep(0.02)
+
+    try:
+        stub = pb_grpc.LLMSpaceStub(channel)
+        running = stub.GenerateStream(pb.GenerateRequest(messages=_msgs(LONG), max_tokens=400), timeout=120)
+        next(running)  # generating now: the one slot is taken
+        queued = stub.GenerateStream(pb.GenerateRequest(messages=_msgs(HI), max_tokens=4), timeout=120)
+        got: list = []
+        reader = threading.Thread(target=lambda: got.extend(_drain(queued)))
+        reader.start()
+        wait_for(lambda: stats()["waiting"] >= 1, "the second call did not queue")
+        e = _rpc_error(stub.Generate, pb.GenerateRequest(messages=_msgs(HI), max_tokens=4), timeout=30)
+        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in e.details()
+        assert int(dict(e.trailing_metadata())["retry-after"]) >= 1
+        queued.cancel()  # leaves the queue without waiting for the running answer
+        wait_for(lambda: stats()["waiting"] == 0, "the cancelled call stayed in the queue")
+        reader.join(timeout=10)
+        assert got == [grpc.StatusCode.CANCELLED]
+        running.cancel()
+        wait_for(lambda: stats()["running"] == 0, "the cancelled stream kept its slot")
+        assert stub.Generate(pb.GenerateRequest(messages=_msgs(HI), max_tokens=2), timeout=60).finish_reason
+    finally:
+        channel.close()
+        stop_grpc_server(server, grace=1)
+
+
+def _drain(call) -> list:
+    try:
+        return [c.text for c in call]
+    except grpc.RpcError as e:
+        return [e.code()]
+
+
 # ---- the CLI ----------------------------------------------------------------------------------------
 def _cli(*args, env_extra=None, **kwargs):
     env = {**os.environ, **(env_extra or {})}
