@@ -64,6 +64,9 @@ class Metrics:
                 self.running.dec()
             else:
                 self.waiting.dec()
+            close = getattr(deltas, "close", None)
+            if close is not None:  # a reader that left: the engine's stream ends now, not at garbage collection
+                close()
 
     def observe(self, model: str, last: Delta) -> None:
         """Record one finished generation from its final delta."""

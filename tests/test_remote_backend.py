@@ -336,6 +336,7 @@ def test_greedy_text_equals_the_local_engine(backend_url, session_services, loca
     assert engine.context_window == session_services.engine.context_window == 8192  # from llmspace's /v1/models
     # the backend's /tokenize counts with the model's own chat template: the same count as here
     assert engine.count_prompt_tokens(QUESTION) == session_services.engine.count_prompt_tokens(QUESTION)
+    assert engine.count_tokens("Paris is lovely in May.") == session_services.engine.count_tokens("Paris is lovely in May.")
     assert c.usage.to_dict() == local_answer.usage.to_dict()  # the server's usage
     stop = GenerationParams(max_new_tokens=24, stop=["Paris"])
     assert _answer(engine, params=stop).text == _answer(session_services.engine, params=stop).text
@@ -366,8 +367,20 @@ def test_streaming_yields_deltas_and_closing_cancels_on_the_remote(backend_url):
     assert row[1].startswith(got)
 
 
+def _cancelled(home: Path) -> int:
+    with sqlite3.connect(home / "llmspace.db") as con:
+        return con.execute("SELECT count(*) FROM responses WHERE finish_reason = 'cancelled'").fetchone()[0]
+
+
+def _wait_for(cond, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_a_front_app_answers_the_openai_client(front, local_answer):
+def test_a_front_app_answers_the_openai_client(front, backend_url, local_answer):
     import httpx
     import openai
 
@@ -391,6 +404,18 @@ def test_a_front_app_answers_the_openai_client(front, local_answer):
                        json={**ask, "messages": [{"role": "user", "content": "Paris is lovely. " * 3000}]})
         assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
         assert "context window is 8192" in r.json()["error"]["message"]
+        # a client that hangs up on the front: the front cancels, and so does the backend
+        before = _cancelled(backend_url[1])
+        long = {**ask, "max_tokens": 400, "messages": [{"role": "user", "content": "Write a long story about a dragon."}]}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**long, "stream": True}, timeout=60) as r:
+            got = 0
+            for line in r.iter_lines():
+                got += line.startswith("data: {") and '"content": "' in line
+                if got == 4:
+                    break  # and hang up
+        assert got == 4
+        _wait_for(lambda: _cancelled(backend_url[1]) > before, "the backend kept generating for a client that left")
+        _wait_for(lambda: _cancelled(front.settings.home) >= 1, "the front did not record the answer as cancelled")
 
 
 @pytest.mark.slow
