@@ -118,7 +118,9 @@ def cmd_chat(args, services) -> int:
 
     params = _params(args, services)
     history = ([{"role": "system", "content": args.system}] if args.system else [])
-    print(f"llmspace chat with {services.settings.chat_model} — /exit or Ctrl-D to quit, /reset to clear.",
+    s = services.settings
+    name = services.engine.label if s.backend == "remote" else s.chat_model  # (label: no network call)
+    print(f"llmspace chat with {name} — /exit or Ctrl-D to quit, /reset to clear.",
           file=sys.stderr)
     while True:
         try:

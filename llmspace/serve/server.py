@@ -22,9 +22,14 @@ def prepare_services(settings: Settings):
     settings.ensure_home()
     t0 = time.perf_counter()
     _say(f"llmspace: home {settings.home}")
-    _say(f"llmspace: loading chat model {settings.chat_model} ({settings.backend})...")
-    services.engine.load()
-    _say(f"llmspace: chat model ready in {time.perf_counter() - t0:.1f} s")
+    if settings.backend == "remote":  # the model runs there: check it answers and serves the model
+        _say(f"llmspace: asking {settings.remote_base_url} for its chat model (backend remote)...")
+        services.engine.load()
+        _say(f"llmspace: chat model {services.engine.label}, answering in {time.perf_counter() - t0:.1f} s")
+    else:
+        _say(f"llmspace: loading chat model {settings.chat_model} ({settings.backend})...")
+        services.engine.load()
+        _say(f"llmspace: chat model ready in {time.perf_counter() - t0:.1f} s")
     t1 = time.perf_counter()
     _ = services.embedder.model
     _say(f"llmspace: embedding model {settings.embedding_model} ready in {time.perf_counter() - t1:.1f} s")
