@@ -192,8 +192,10 @@ class RagService:
             name = rag._name(name or index)
             stream = rag.stream_answer(question, name, mode=mode, max_tokens=max_tokens, params=params,
                                        online=False, **ol.rag_retrieval(arm, retrieval))
+            # with backend=remote the answering model is the remote's, not the local chat_model setting
+            model = rag.services.engine.model_id if rag.settings.backend == "remote" else rag.settings.chat_model
             return ol.RecordedAnswer(self.services, stream, question=question, index=name, arm=arm,
-                                     user_key=user_key, response_id=response_id, model=rag.settings.chat_model)
+                                     user_key=user_key, response_id=response_id, model=model)
         name = self._name(name or index)
         ap = AnswerParams(mode=mode)
         if params is not None:
