@@ -282,3 +282,29 @@ def test_a_hundred_requests_at_once_get_answers_or_503s(tiny_src, llmspace_home)
         assert len(texts) == 1  # greedy: the same answer whichever batch it ran in
         after = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=WAIT_S)
         assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"] in texts
+
+
+def test_a_dropped_engine_ends_its_thread_and_frees_the_model(tiny_src, llmspace_home):
+    import gc
+    import weakref
+
+    engine = _torch(tiny_src)
+    complete(engine, _msgs(PROMPTS[0]), GenerationParams(max_new_tokens=2))
+    thread, model = engine.scheduler._thread, weakref.ref(engine._model)
+    assert thread.is_alive()
+    del engine
+    gc.collect()
+    thread.join(timeout=WAIT_S)
+    gc.collect()
+    assert not thread.is_alive() and model() is None
+
+
+def test_shutdown_ends_running_and_queued_requests_with_a_clear_error(tiny_src, llmspace_home):
+    engine = _torch(tiny_src, max_num_seqs=1)
+    running = engine.stream(_msgs(PROMPTS[0]), LONG)
+    _first_text(running)
+    queued = engine.stream(_msgs(PROMPTS[1]), GREEDY)
+    engine.scheduler.shutdown()
+    for stream in (running, queued):
+        with pytest.raises(ServerBusyError, match="shutting down"):
+            list(stream)

@@ -21,11 +21,13 @@ timeouts are here, shared by every local backend.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +37,18 @@ from llmspace.errors import GenerationError, LLMSpaceError, ServerBusyError
 log = logging.getLogger("llmspace.engine")
 
 WAITING = -1  # what a handle yields while its request still waits in the queue (a keep-alive tick)
+_LIVE: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop engine threads before the interpreter goes: a daemon thread killed inside a native
+    kernel at exit can abort the process ("terminate called without an active exception")."""
+    live = list(_LIVE)
+    for s in live:
+        s.shutdown()
+    for s in live:
+        s._thread.join(timeout=5)
 
 
 class BatchOps(Protocol):
@@ -154,8 +168,11 @@ class Scheduler:
         self.stats = SchedulerStats()
         self._on_thread_start = on_thread_start
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name=f"llmspace-engine-{name}", daemon=True)
+        # the thread holds the scheduler weakly: when its engine is dropped, the thread ends and the model is freed
+        self._thread = threading.Thread(target=_engine_thread, args=(weakref.ref(self),),
+                                        name=f"llmspace-engine-{name}", daemon=True)
         self._thread.start()
+        _LIVE.add(self)
 
     # ---------------------------------------------------------------- handler side
     @property
@@ -187,20 +204,29 @@ class Scheduler:
         return max(1, math.ceil(per * (self.waiting + 1) / self.max_num_seqs))
 
     def shutdown(self) -> None:
+        """Stop the thread after its current step; requests still running or queued end with an error."""
         self._stop = True
 
     # ---------------------------------------------------------------- engine thread
-    def _run(self) -> None:
-        if self._on_thread_start is not None:
-            self._on_thread_start()
-        while not self._stop:
+    def _tick(self) -> None:
+        """Admit what may join, then one decode step (or wait briefly for work)."""
+        try:
+            self._admit()
+            if self._active:
+                self._step()
+        except Exception as exc:  # a backend crash: fail what runs, keep serving
+            log.exception("engine step failed")
+            self._fail_all(exc)
+
+    def _close(self) -> None:
+        bye = "The server is shutting down; retry later or on another replica."
+        self._fail_all(ServerBusyError(bye, retry_after=5), count=False)
+        while True:
             try:
-                self._admit()
-                if self._active:
-                    self._step()
-            except Exception as exc:  # a backend crash: fail what runs, keep serving
-                log.exception("engine step failed")
-                self._fail_all(exc)
+                req = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            req.push("error", ServerBusyError(bye, retry_after=5))
 
     def _admit(self) -> None:
         while len(self._active) < self.max_num_seqs:
@@ -309,14 +335,34 @@ class Scheduler:
             self.stats.mean_request_s = took if not m else 0.8 * m + 0.2 * took
         req.push("end", reason)
 
-    def _fail_all(self, exc: Exception) -> None:
-        self.stats.errors += 1
+    def _fail_all(self, exc: Exception, count: bool = True) -> None:
+        if count:
+            self.stats.errors += 1
         err = _as_error(exc)
         for req in self._active:
             if not req.done:
                 req.done = True
                 req.push("error", err)
         self._active, self._cache, self._mask = [], None, None
+
+
+def _engine_thread(ref: "weakref.ref[Scheduler]") -> None:
+    s = ref()
+    if s is None:
+        return
+    start, s._on_thread_start = s._on_thread_start, None
+    if start is not None:
+        start()
+    del start, s
+    while True:
+        s = ref()
+        if s is None:
+            return
+        if s._stop:
+            s._close()
+            return
+        s._tick()
+        del s
 
 
 def _as_error(exc: Exception) -> LLMSpaceError:
