@@ -73,7 +73,10 @@ def collect_info(services, load: bool = True) -> dict:
                     entry.update(name=eng.model_id, context_window=eng.context_window)
                 elif kind == "chat":
                     services.engine.load()
-                    entry["path"] = str(models.resolve(name, "chat", s.models_dir))
+                    if getattr(services.engine, "folder", None) is None:
+                        entry["path"] = str(models.resolve(name, "chat", s.models_dir))
+                    else:  # an ONNX export
+                        entry["path"] = str(services.engine.folder)
                 else:
                     _ = services.embedder.model
                     entry["path"] = str(services.embedder.path)
@@ -85,11 +88,34 @@ def collect_info(services, load: bool = True) -> dict:
                 info["ok"] = False
                 info["problems"].append(f"{kind} model {entry['name']!r} does not load: {exc}")
         info["models"][kind] = entry
+        if kind == "chat" and load and entry.get("loads"):
+            info["engine"] = engine_info(services, measure=True)
     for p in ("torch", "transformers", "gradio"):
         if versions[p] is None:
             info["ok"] = False
             info["problems"].append(f"{p} is not installed: run `make run` (or `pip install -e .`).")
     return info
+
+
+def engine_info(services, measure: bool = False) -> dict:
+    """The active backend, its weight format, the batching settings and, with ``measure``, a short greedy
+    decode through the engine (decode tok/s after the first token, as the API reports it)."""
+    s = services.settings
+    eng = services.engine
+    out: dict = {"backend": eng.backend, "weights": getattr(eng, "weight_format", "remote"),
+                 "max_num_seqs": s.max_num_seqs, "max_queue": s.max_queue}
+    if measure:
+        from llmspace.engine.base import GenerationParams, Message, complete
+
+        try:
+            complete(eng, [Message("user", "Hi")], GenerationParams(max_new_tokens=2))  # warm-up: first calls are slow
+            done = complete(eng, [Message("user", "Count from one to twenty in words.")],
+                            GenerationParams(max_new_tokens=32))
+            out["decode_tokens_per_s"] = done.timings.get("tokens_per_s")
+            out["ttft_s"] = done.timings.get("ttft_s")
+        except Exception as exc:  # a diagnostic reports, it does not crash
+            out["measure_error"] = str(exc)
+    return out
 
 
 def format_info(info: dict) -> str:
@@ -110,6 +136,12 @@ def format_info(info: dict) -> str:
         lines.append(f"{kind} model: {m['name']} — {state}" + (f"\n  path: {m['path']}" if m.get("path") else "")
                      + (f"\n  remote: {m['remote']}" + (f", context window {m['context_window']} tokens"
                                                         if m.get("context_window") else "") if m.get("remote") else ""))
+    e = info.get("engine")
+    if e:
+        speed = (f" · measured {e['decode_tokens_per_s']} tok/s decode, first token {e['ttft_s'] * 1000:.0f} ms "
+                 "(32 greedy tokens, batch of one)" if e.get("decode_tokens_per_s") else "")
+        lines.append(f"engine: backend {e['backend']}, weights {e['weights']}, batches up to {e['max_num_seqs']} "
+                     f"requests (LLMSPACE_MAX_NUM_SEQS), {e['max_queue']} may wait (LLMSPACE_MAX_QUEUE){speed}")
     st = info["settings"]
     lines.append(f"serve: http://{st['host']}:{st['port']} · gRPC "
                  + (f"{st['host']}:{st['grpc_port']}" if st.get("grpc_port") else "off (--grpc-port N, LLMSPACE_GRPC_PORT)"))

@@ -55,6 +55,9 @@ def test_info_reports_device_and_models():
     assert info["ok"] and info["device"]["device"] in ("cpu", "cuda", "mps")
     assert info["models"]["chat"]["loads"] and info["models"]["embedding"]["loads"]
     assert info["device"]["advice"]
+    engine = info["engine"]  # the active backend, its weights and a measured decode speed
+    assert engine["backend"] == "torch" and engine["weights"] == "fp32" and engine["max_num_seqs"] == 8
+    assert engine["decode_tokens_per_s"] > 0 and "measure_error" not in engine
 
 
 def test_chat_reads_stdin_until_eof():

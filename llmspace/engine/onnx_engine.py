@@ -187,6 +187,11 @@ class OnnxEngine(LocalEngine):
             out.append(tid)
         return out
 
+    @property
+    def weight_format(self) -> str:
+        """The export file served: fp32, q8, q4 or int8 (chosen at load when not asked for)."""
+        return self.dtype or self._requested_dtype or "auto"
+
     def _batch_ops(self) -> "OrtBatchOps":
         self.load()
         return OrtBatchOps(self._model)

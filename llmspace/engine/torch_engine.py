@@ -75,6 +75,17 @@ class TorchEngine(LocalEngine):
             self.load_seconds = time.perf_counter() - t0
         return self
 
+    @property
+    def weight_format(self) -> str:
+        """What the weights are computed in (the packaged GGUF's Q4_1 weights are dequantized on conversion)."""
+        import torch
+
+        from llmspace.device import pick_device, pick_dtype
+
+        dtype = self._model.dtype if self._model is not None else pick_dtype(pick_device(self.settings.device),
+                                                                             self.settings.dtype)
+        return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+
     def _batch_ops(self) -> "TorchBatchOps":
         self.load()
         return TorchBatchOps(self._model, self._device, self._keep_last)

@@ -16,7 +16,8 @@ def _stats(d) -> str:
     t, u = d.timings or {}, d.usage
     return (f"**{u.prompt_tokens}** prompt + **{u.completion_tokens}** completion tokens · "
             f"TTFT **{t.get('ttft_s', 0):.2f} s** · total **{t.get('total_s', 0):.2f} s** · "
-            f"**{t.get('tokens_per_s', 0):.1f} tok/s** · finish: `{d.finish_reason}`")
+            f"**{t.get('tokens_per_s', 0):.1f} tok/s** · finish: `{d.finish_reason}`"
+            + (f" · waited **{t['queue_s']:.2f} s** for a batch slot" if t.get("queue_s", 0) >= 0.05 else ""))
 
 
 def respond(services, message: str, history: list, system: str, temperature: float, top_p: float,
@@ -62,7 +63,9 @@ def build(services, t) -> None:
                                        label=t("max_tokens"))
                 seed = gr.Number(value=-1, precision=0, label=t("seed"))
             model = getattr(services.engine, "label", None) if s.backend == "remote" else s.chat_model  # no network
-            gr.Markdown(f"**{model}** · backend `{s.backend}`", label=t("model_info"))
+            weights = "" if s.backend == "remote" else f" · weights `{services.engine.weight_format}` · batches up to " \
+                f"{s.max_num_seqs} requests"
+            gr.Markdown(f"**{model}** · backend `{s.backend}`{weights}", label=t("model_info"))
 
     inputs = [msg, chatbot, system, temperature, top_p, top_k, max_tokens, seed]
 
