@@ -65,7 +65,7 @@ def test_onnxruntime_runs_each_file(export_dir, settings, dtype):
     assert engine.dtype == dtype and engine.backend == "onnx"
     assert done.usage.completion_tokens + (done.finish_reason == "stop") >= 1
     assert done.usage.prompt_tokens == engine.count_prompt_tokens(PROMPT)
-    assert set(done.timings) == {"ttft_s", "total_s", "tokens_per_s"}
+    assert set(done.timings) == {"queue_s", "ttft_s", "total_s", "tokens_per_s"}
 
 
 def test_onnx_backend_matches_pytorch_greedy(export_dir, tiny_src, settings):

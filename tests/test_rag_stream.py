@@ -42,7 +42,8 @@ def test_rag_sse_first_delta_arrives_before_the_last(live_server, notes):
     assert len(deltas) >= 3
     # generated token by token: the first delta leaves long before the answer is done (a list built
     # before the first send made every event arrive within a few milliseconds of the last)
-    assert final_t - deltas[0] > max(0.2, 0.3 * final_t), arrivals
+    # (relative to the generation only: retrieval before it may take longer than a short answer)
+    assert final_t - deltas[0] > 0.1 and deltas[-1] - deltas[0] > 0.05, arrivals
 
 
 def test_rag_generation_counts_in_metrics(live_server, notes):
