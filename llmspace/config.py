@@ -31,8 +31,9 @@ class Settings(BaseModel):
     embedding_model: str = Field("all-minilm-l6-v2",
                                  description="Registry name, local folder or Hub id of the embedding model.")
     reranker_model: str | None = Field(None, description="Optional cross-encoder for RAG reranking.")
-    backend: Literal["torch", "onnx", "remote"] = Field("torch", description=(
-        "torch or onnx: in this process; remote: an OpenAI-compatible server (vLLM, llama.cpp, another llmspace) "
+    backend: Literal["torch", "onnx", "genai", "remote"] = Field("torch", description=(
+        "torch, onnx or genai (onnxruntime-genai with the GGUF's own 4-bit blocks: the fast CPU path): in this "
+        "process; remote: an OpenAI-compatible server (vLLM, llama.cpp, another llmspace) "
         "at remote_base_url."))
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"

@@ -167,23 +167,25 @@ def test_next_token_agrees_with_pytorch_under_teacher_forcing(genai, torch_model
 
 
 @pytest.mark.slow
-def test_interleaved_sequences_give_the_tokens_they_give_alone(genai):
-    from llmspace.engine.base import GenerationParams, Message
+def test_requests_running_together_give_the_tokens_they_give_alone(genai):
+    """Through the engine thread: concurrent requests share its steps and keep their own tokens."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    prompts = [genai.encode_prompt([Message("user", q)]) for q in
-               ("List three uses of a paperclip.", "Why is the sky blue?", "Name a prime number.")]
+    from llmspace.engine.base import GenerationParams, Message, complete
+
+    asks = [[Message("user", q)] for q in ("List three uses of a paperclip.", "Why is the sky blue?",
+                                           "Name a prime number.")]
     params = GenerationParams(max_new_tokens=12)
-    alone = []
-    for p in prompts:
-        seq = genai.start(p, params)
-        alone.append([seq.step() for _ in range(12)])
-    seqs = [genai.start(p, params) for p in prompts]
-    got: list[list[int]] = [[] for _ in seqs]
-    while not all(s.done for s in seqs):
-        for i, s in enumerate(seqs):
-            if not s.done:
-                got[i].append(s.step())
-    assert got == alone
+    alone = [complete(genai, m, params).text for m in asks]
+    streams = [genai.stream(m, params) for m in asks]  # all queued before any is read
+
+    def read(stream):
+        return "".join(d.text for d in stream)
+
+    with ThreadPoolExecutor(len(streams)) as pool:
+        together = list(pool.map(read, streams))
+    assert together == alone
+    assert genai.scheduler.stats.max_batch >= 2
 
 
 @pytest.mark.slow

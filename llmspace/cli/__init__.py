@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = common.add_argument_group("settings (override LLMSPACE_* variables)")
     g.add_argument("--home", help="folder for models, indexes, logs (LLMSPACE_HOME)")
     g.add_argument("--model", dest="chat_model", help="chat model: registry name, folder or Hub id")
-    g.add_argument("--backend", choices=["torch", "onnx", "remote"],
+    g.add_argument("--backend", choices=["torch", "onnx", "genai", "remote"],
                    help="inference backend (remote: an OpenAI-compatible server at --remote-url)")
     g.add_argument("--remote-url", dest="remote_base_url", metavar="URL",
                    help="with --backend remote: the server's OpenAI base URL, e.g. http://host:8000/v1")

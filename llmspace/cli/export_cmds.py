@@ -44,6 +44,11 @@ def register(sub, common) -> None:
     r.add_argument("--force", action="store_true", help="export again, replacing even exports made by hand")
     r.set_defaults(handler=cmd_web)
 
+    r = es.add_parser("genai", parents=[common], help="chat model -> onnxruntime-genai model with the GGUF's own 4-bit "
+                      "blocks (the fast CPU backend, LLMSPACE_BACKEND=genai; built on its first use otherwise)")
+    r.add_argument("--force", action="store_true", help="build again even if it exists")
+    r.set_defaults(handler=cmd_genai)
+
     r = es.add_parser("compare", parents=[common], help="one prompt on PyTorch and ONNX: load s, first token s, tok/s")
     r.add_argument("prompt")
     r.add_argument("--export", help="export name or folder (default: the chat model's export)")
@@ -125,6 +130,17 @@ def cmd_web(args, services) -> int:
         ensure_bundled_index(services, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     status = prepare_web_bundle(services.settings, force=args.force)
     return 0 if status["state"] in ("done", "busy") else 1
+
+
+def cmd_genai(args, services) -> int:
+    from llmspace.export.genai import META_FILE, build_genai_model
+
+    folder = build_genai_model(services.settings, force=args.force,
+                               say=lambda msg: print(msg, file=sys.stderr, flush=True))
+    meta = json.loads((folder / META_FILE).read_text())
+    print(f"{folder}  ({meta['bytes'] / 2**20:.0f} MiB, built in {meta['total_s']} s)")
+    print("serve it: LLMSPACE_BACKEND=genai llmspace serve   (or: llmspace serve --backend genai)")
+    return 0
 
 
 def cmd_compare(args, services) -> int:

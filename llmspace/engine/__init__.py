@@ -1,7 +1,7 @@
 """Inference backends behind one protocol (see ``base.py``).
 
 ``create_engine(settings)`` picks the backend named by ``settings.backend``:
-torch or onnx in this process, or remote (an OpenAI-compatible server).
+torch, onnx or genai in this process, or remote (an OpenAI-compatible server).
 """
 
 from __future__ import annotations
@@ -30,11 +30,15 @@ def create_engine(settings: Settings, model: str | None = None) -> Engine:
         from llmspace.engine.onnx_engine import OnnxEngine
 
         return OnnxEngine(settings, model)
+    if settings.backend == "genai":
+        from llmspace.engine.genai_engine import GenaiEngine
+
+        return GenaiEngine(settings, model)
     if settings.backend == "remote":
         from llmspace.engine.remote_engine import RemoteEngine
 
         return RemoteEngine(settings, model)
     raise ConfigError(
-        f"Unknown backend {settings.backend!r}. Use LLMSPACE_BACKEND=torch, onnx or remote.",
+        f"Unknown backend {settings.backend!r}. Use LLMSPACE_BACKEND=torch, onnx, genai or remote.",
         param="backend",
     )

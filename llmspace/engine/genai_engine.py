@@ -4,38 +4,79 @@ The model folder comes from ``llmspace.export.genai.build_genai_model`` (``LLMSP
 Prompts are tokenized by the same Hugging Face tokenizer as every other backend (the converted model's), so
 token ids, chat template and eos handling match the torch and onnx backends; genai only computes logits.
 
-Low-level interface for a scheduler (the engine thread): ``start(prompt_ids, params)`` returns a
-``GenaiSequence`` that owns one ``og.Generator`` (its KV cache lives inside genai, preallocated to
-``prompt + max_new_tokens``); ``seq.step()`` runs one forward pass (the prompt on the first call, then the
-last chosen token) and returns the next token id; ``seq.close()`` frees the cache. Sequences are
-independent, so a scheduler interleaves their steps between requests (a request joins and leaves between
-steps). genai's own batching (a Generator with ``batch_size > 1``, or ``og.Engine``) is faster in total but
-changes greedy tokens (other kernels for several rows), so it is not used.
+The engine thread (``scheduler.py``) runs it through ``GenaiBatchOps``: each request owns one
+``og.Generator`` (its KV cache lives inside genai, preallocated to ``prompt + max_new_tokens``), a decode
+step feeds every running request its last token in turn, and requests join and leave between steps. Our
+sampler picks the tokens from genai's logits, as on every backend. genai's own batching (a Generator with
+``batch_size > 1``, or ``og.Engine``) is faster in total but changes greedy tokens (other kernels for
+several rows, and static batches of at most 4 on CPU), so it is not used: several streams share this
+backend's speed rather than multiply it. ``start()``/``GenaiSequence`` are the same steps for one sequence
+outside the engine thread (parity checks).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from llmspace.config import Settings
-from llmspace.engine.base import Delta, GenerationParams, Message
-from llmspace.errors import ModelLoadError, ModelNotFoundError
+from llmspace.engine.base import GenerationParams, Message
+from llmspace.engine.common import LocalEngine
+from llmspace.errors import LLMSpaceError, ModelLoadError, ModelNotFoundError
+
+log = logging.getLogger("llmspace.engine")
+
+
+def _new_generator(model, prompt_len: int, max_new_tokens: int):
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=prompt_len + max_new_tokens, do_sample=False)
+    return og.Generator(model, params)
+
+
+def _append_and_logits(gen, ids: list[int]):
+    import numpy as np
+
+    gen.append_tokens(np.asarray(ids, dtype=np.int32))
+    return np.asarray(gen.get_logits(), dtype=np.float32).reshape(-1)
+
+
+class GenaiBatchOps:
+    """``scheduler.BatchOps`` over genai: the "cache" is the list of the running requests' generators,
+    one per row, so joining, leaving and padding are list operations."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def prefill(self, ids: list[int], max_new_tokens: int):
+        gen = _new_generator(self.model, len(ids), max_new_tokens)
+        return _append_and_logits(gen, ids), [gen]
+
+    def decode(self, tokens: list[int], cache: list, mask, positions: list[int]):
+        import numpy as np
+
+        return np.stack([_append_and_logits(gen, [tok]) for gen, tok in zip(cache, tokens)]), cache
+
+    def pad_left(self, cache: list, n: int) -> list:
+        return cache
+
+    def concat(self, a: list, b: list) -> list:
+        return a + b
+
+    def take(self, cache: list, rows: list[int], start: int) -> list:
+        return [cache[i] for i in rows]  # the others' generators (and caches) are freed
 
 
 class GenaiSequence:
     """One request's generation state: an ``og.Generator`` fed token by token."""
 
     def __init__(self, model, prompt: list[int], max_new_tokens: int, choose: Callable):
-        import onnxruntime_genai as og
-
-        self._og = og
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(prompt) + max_new_tokens, do_sample=False)
-        self._gen = og.Generator(model, params)
+        self._gen = _new_generator(model, len(prompt), max_new_tokens)
         self._pending = list(prompt)
         self._choose = choose
         self.max_new_tokens = max_new_tokens
@@ -47,12 +88,9 @@ class GenaiSequence:
 
     def step(self) -> int:
         """One forward pass; the next token id (greedy unless ``choose`` samples)."""
-        import numpy as np
-
         if self.done:
             raise RuntimeError("this sequence is finished")
-        self._gen.append_tokens(np.asarray(self._pending, dtype=np.int32))
-        logits = np.asarray(self._gen.get_logits(), dtype=np.float32).reshape(-1)
+        logits = _append_and_logits(self._gen, self._pending)
         tok = int(self._choose(logits))
         self.generated.append(tok)
         self._pending = [tok]
@@ -62,7 +100,7 @@ class GenaiSequence:
         self._gen = None  # genai frees the cache with the Generator
 
 
-class GenaiEngine:
+class GenaiEngine(LocalEngine):
     backend = "genai"
 
     def __init__(self, settings: Settings, model: str | None = None, folder: Path | None = None):
@@ -76,7 +114,6 @@ class GenaiEngine:
         self._tok = None
         self._eos_ids: set[int] = set()
         self._load_lock = threading.Lock()
-        self._gen_lock = threading.Lock()  # until the engine thread owns this model: one generation at a time
 
     # ------------------------------------------------------------ loading
     def load(self) -> "GenaiEngine":
@@ -94,11 +131,20 @@ class GenaiEngine:
             from llmspace.fsutil import current
 
             folder = self.folder or current(genai_export_dir(self.settings, self.model_id))
+            if folder is None and self.folder is None:  # first use: build it (about 20 s, no network)
+                from llmspace.export.genai import build_genai_model
+
+                log.info("building the genai model of %s (once, about 20 s) ...", self.model_id)
+                try:
+                    folder = build_genai_model(self.settings, self.model_id, say=log.info)
+                except LLMSpaceError:
+                    raise
+                except Exception as exc:
+                    raise ModelLoadError(f"Could not build the genai model of {self.model_id!r}: {exc}") from exc
             if folder is None or not (folder / "genai_config.json").exists():
                 raise ModelNotFoundError(
                     f"No genai model for {self.model_id!r} (looked for {genai_export_dir(self.settings, self.model_id)}). "
-                    "Build it once (no network): `python -c \"from llmspace.config import Settings; "
-                    "from llmspace.export.genai import build_genai_model; build_genai_model(Settings.load())\"`.")
+                    "Build it once (no network): `llmspace export genai`.")
             meta = _read_json(folder / META_FILE)
             config = og.Config(str(folder))
             if self.settings.threads:
@@ -123,19 +169,11 @@ class GenaiEngine:
             self.load_seconds = time.perf_counter() - t0
         return self
 
-    @property
-    def tokenizer(self):
+    def _batch_ops(self) -> GenaiBatchOps:
         self.load()
-        return self._tok
+        return GenaiBatchOps(self._model)
 
-    # ------------------------------------------------------------ what a scheduler uses
-    def encode_prompt(self, messages: list[Message]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template([m.to_dict() for m in messages], add_generation_prompt=True,
-                                                 tokenize=True)
-        if isinstance(ids, dict):
-            ids = ids["input_ids"]
-        return list(ids)
-
+    # ------------------------------------------------------------ one sequence outside the engine thread
     def start(self, prompt: list[int], params: GenerationParams, choose: Callable | None = None) -> GenaiSequence:
         """A new sequence for ``prompt``; call ``step()`` for each token (the first call is the prefill).
         ``choose(logits) -> token id`` replaces the sampler (e.g. to feed a reference continuation)."""
@@ -152,37 +190,19 @@ class GenaiEngine:
         self.load()
         return set(self._eos_ids)
 
-    # ------------------------------------------------------------ the engine protocol (one request at a time)
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
-        return len(self.encode_prompt(messages))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _token_ids(self, prompt: list[int], params: GenerationParams) -> Iterator[int]:
-        with self._gen_lock:
-            seq = self.start(prompt, params)
-            try:
-                while not seq.done:
-                    yield seq.step()
-            finally:
-                seq.close()
-
     def greedy_ids(self, messages: list[Message], max_new_tokens: int) -> list[int]:
-        out = []
-        for tid in self._token_ids(self.encode_prompt(messages), GenerationParams(max_new_tokens=max_new_tokens)):
-            if tid in self._eos_ids:
-                break
-            out.append(tid)
+        """Greedy token ids (up to and excluding eos), one sequence stepped on this thread."""
+        seq = self.start(self.encode_prompt(messages), GenerationParams(max_new_tokens=max_new_tokens))
+        out: list[int] = []
+        try:
+            while not seq.done:
+                tid = seq.step()
+                if tid in self._eos_ids:
+                    break
+                out.append(tid)
+        finally:
+            seq.close()
         return out
-
-    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[Delta]:
-        from llmspace.engine.common import check_context, stream_deltas
-
-        self.load()
-        prompt = self.encode_prompt(messages)
-        check_context(len(prompt), params.max_new_tokens, self.context_window)
-        return stream_deltas(self._token_ids(prompt, params), len(prompt), self._tok, self._eos_ids, params)
 
 
 def _read_json(path: Path) -> dict:

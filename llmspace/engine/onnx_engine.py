@@ -209,7 +209,7 @@ class OrtBatchOps:
     def _to_cache(self, past: dict) -> list:
         return [(past[k], past[v]) for k, v in self.names]
 
-    def prefill(self, ids: list[int]):
+    def prefill(self, ids: list[int], max_new_tokens: int | None = None):
         logits, past = self.lm.next_logits(ids, self.lm.empty_past(), 0)
         return logits, self._to_cache(past)
 

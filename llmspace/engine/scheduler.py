@@ -56,8 +56,9 @@ class BatchOps(Protocol):
     arrays of shape (batch, kv_heads, length, head_dim) in the backend's own array type;
     ``mask`` is a numpy int64 (batch, length) array, 0 where a row is left padding."""
 
-    def prefill(self, ids: list[int]) -> tuple[Any, list]:
-        """Logits (vocab,) float32 numpy of the last prompt position, and the prompt's cache (batch 1)."""
+    def prefill(self, ids: list[int], max_new_tokens: int) -> tuple[Any, list]:
+        """Logits (vocab,) float32 numpy of the last prompt position, and the prompt's cache (batch 1);
+        ``max_new_tokens`` lets a backend that preallocates its cache size it."""
 
     def decode(self, tokens: list[int], cache: list, mask, positions: list[int]) -> tuple[Any, list]:
         """One step for every row: logits (batch, vocab) float32 numpy and the cache grown by one."""
@@ -248,7 +249,7 @@ class Scheduler:
             req.admitted = now
             self.stats.admitted += 1
             try:
-                logits, cache = self.ops.prefill(req.prompt)
+                logits, cache = self.ops.prefill(req.prompt, req.params.max_new_tokens)
             except Exception as exc:
                 log.exception("prefill failed")
                 self.stats.errors += 1

@@ -109,7 +109,7 @@ class TorchBatchOps:
             return [(layer.keys, layer.values) for layer in cache.layers]
         return [tuple(kv) for kv in cache]  # a legacy tuple cache
 
-    def prefill(self, ids: list[int]):
+    def prefill(self, ids: list[int], max_new_tokens: int | None = None):
         import torch
 
         with torch.inference_mode():
