@@ -181,10 +181,33 @@ def start_servers(stack: contextlib.ExitStack, backends: list[tuple[str, str | N
         model = httpx.get(f"{base}/v1/models", timeout=30).json()["data"][0]["id"]
         if backend == "onnx":
             weights, nbytes = dtype, onnx_weight_bytes(export / "onnx" / DTYPE_FILES[dtype])
+        elif backend == "genai":  # bytes read per token: the 4-bit blocks + the q8 LM head (not the fp32 gather table)
+            weights, nbytes = "gguf-q4_1", genai_weight_bytes(home)
         else:
             weights, nbytes = "fp32", model_param_count(home / "models" / MODEL) * BYTES_PER_PARAM["fp32"]
         targets.append(Target(f"llmspace {backend} {weights}", f"{base}/v1", model, proc.pid, weights, nbytes))
     return targets
+
+
+def ensure_genai() -> None:
+    """The genai model, built once in the user's home (``llmspace export genai``, ~20 s, no network)."""
+    subprocess.run([sys.executable, "-m", "llmspace", "export", "genai"], check=True,
+                   env={**os.environ, "LLMSPACE_HOME": str(user_home())})
+
+
+def genai_weight_bytes(home: Path) -> int:
+    """Bytes of the MatMulNBits weights, scales and zero points: what a decode step reads (the fp32 embedding
+    table is gathered one row per token)."""
+    import numpy as np
+    import onnx
+
+    from llmspace.fsutil import current
+
+    folder = current(home / "exports" / f"{MODEL}-genai")
+    m = onnx.load(str(folder / "model.onnx"), load_external_data=True)
+    nbits_inputs = {i for n in m.graph.node if n.op_type == "MatMulNBits" for i in n.input[1:]}
+    return sum(int(np.prod(t.dims)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+               for t in m.graph.initializer if t.name in nbits_inputs)
 
 
 def vllm_target(url: str) -> Target:
@@ -331,8 +354,8 @@ def sweep_target(targets: list[Target], name: str | None) -> Target:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backends", default="torch,onnx", help="comma-separated: torch, onnx (= onnx:--onnx-dtype), "
-                    "onnx:q8, ... (default torch,onnx)")
+    ap.add_argument("--backends", default="torch,onnx,genai", help="comma-separated: torch, onnx "
+                    "(= onnx:--onnx-dtype), onnx:q8, genai, ... (default torch,onnx,genai)")
     ap.add_argument("--onnx-dtype", default="q4", choices=list(DTYPE_FILES))
     ap.add_argument("--onnx-export", help="an export folder (llmspace export onnx); default: see above")
     ap.add_argument("--runs", type=int, default=3, help="single-stream runs per backend, median (default 3)")
@@ -356,8 +379,8 @@ def parse_args(argv=None):
     args.backends = [(b.split(":")[0], b.split(":")[1] if ":" in b else (args.onnx_dtype if b == "onnx" else None))
                      for b in (x.strip() for x in args.backends.split(",")) if b]
     for name, dtype in args.backends:
-        if name not in ("torch", "onnx") or (name == "onnx" and dtype not in DTYPE_FILES):
-            ap.error(f"unknown backend {name}{':' + dtype if dtype else ''} (torch, onnx, onnx:q8, ...)")
+        if name not in ("torch", "onnx", "genai") or (name == "onnx" and dtype not in DTYPE_FILES):
+            ap.error(f"unknown backend {name}{':' + dtype if dtype else ''} (torch, onnx, onnx:q8, genai, ...)")
     args.plot = args.plot or str(Path(args.json).with_suffix(".png"))
     return args
 
@@ -375,6 +398,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
         (home / "models").symlink_to(user_home() / "models", target_is_directory=True)
+        if any(b == "genai" for b, _ in args.backends):
+            ensure_genai()
+            (home / "exports").symlink_to(user_home() / "exports", target_is_directory=True)
         targets = start_servers(stack, args.backends, export, home)
         if args.vllm_url:
             targets.append(vllm_target(args.vllm_url))
