@@ -308,3 +308,18 @@ def test_shutdown_ends_running_and_queued_requests_with_a_clear_error(tiny_src, 
     for stream in (running, queued):
         with pytest.raises(ServerBusyError, match="shutting down"):
             list(stream)
+
+
+def test_on_cuda_the_engine_runs_in_half_precision_and_batches(tiny_src, llmspace_home):
+    """The GPU path (docs/serving.md): runs only where a CUDA GPU is visible."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    engine = _torch(tiny_src, device="cuda")
+    assert engine.weight_format in ("bf16", "fp16") and engine._model.device.type == "cuda"
+    streams = [engine.stream(_msgs(p), GREEDY) for p in PROMPTS]
+    with ThreadPoolExecutor(len(streams)) as pool:
+        outs = list(pool.map(_read_all, streams))
+    assert all(last.usage.completion_tokens >= 1 for _, last in outs)
+    assert engine.scheduler.stats.max_batch >= 2
