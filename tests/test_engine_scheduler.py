@@ -323,3 +323,19 @@ def test_on_cuda_the_engine_runs_in_half_precision_and_batches(tiny_src, llmspac
         outs = list(pool.map(_read_all, streams))
     assert all(last.usage.completion_tokens >= 1 for _, last in outs)
     assert engine.scheduler.stats.max_batch >= 2
+
+
+def test_a_reader_behind_the_engine_gets_the_same_text_in_fewer_deltas(tiny_src, llmspace_home):
+    engine = _torch(tiny_src)
+    alone = complete(engine, _msgs(PROMPTS[1]), GREEDY)
+    before = engine.scheduler.stats.tokens
+    late = engine.stream(_msgs(PROMPTS[1]), GREEDY)
+    deadline = time.monotonic() + WAIT_S
+    while (engine.scheduler.stats.tokens - before < alone.usage.completion_tokens
+           or engine.engine_stats()["running"]):  # all computed, none read
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    deltas = list(late)
+    assert "".join(d.text for d in deltas) == alone.text
+    assert deltas[-1].usage.completion_tokens == alone.usage.completion_tokens
+    assert len([d for d in deltas if d.text]) < alone.usage.completion_tokens  # decoded together, not one by one

@@ -80,7 +80,14 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
 
     stops = StopMatcher(params.stop)
     t0 = time.monotonic() if t0 is None else t0
-    ttft, finish, emitted, out_ids = None, "length", "", []
+    ttft, finish, emitted, out_ids, hit = None, "length", "", [], False
+    backlog = getattr(token_ids, "backlog", None)
+
+    def text_so_far() -> str | None:
+        """New text of the ids so far (None while they end inside a multi-byte character)."""
+        text = tokenizer.decode(out_ids, skip_special_tokens=True)
+        return None if text.endswith("\ufffd") else text
+
     try:
         for tid in token_ids:
             if tid == WAITING:
@@ -92,8 +99,10 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
             out_ids.append(tid)
             if ttft is None:
                 ttft = time.monotonic() - t0
-            text = tokenizer.decode(out_ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            if backlog is not None and backlog():  # a reader behind the engine: decode the waiting ids together
+                continue
+            text = text_so_far()
+            if text is None:
                 continue
             new, hit = stops.feed(text[len(emitted):])
             emitted = text
@@ -109,6 +118,13 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
         close = getattr(token_ids, "close", None)
         if close is not None:
             close()
+    text = None if hit else text_so_far()  # ids skipped above while the reader caught up
+    if text is not None and len(text) > len(emitted):
+        new, hit = stops.feed(text[len(emitted):])
+        if hit:
+            finish = "stop"
+        if new:
+            yield Delta(new)
     tail = stops.flush()
     if tail:
         yield Delta(tail)

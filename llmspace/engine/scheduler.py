@@ -130,6 +130,10 @@ class RequestHandle:
                 self.finish_reason = "error"
                 raise value
 
+    def backlog(self) -> int:
+        """Tokens computed and not yet read: a reader that is behind decodes them in one go."""
+        return self._req.out.qsize()
+
     def close(self) -> None:
         self._req.cancelled = True
 
