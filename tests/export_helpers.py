@@ -66,6 +66,24 @@ def tiny_export(base: Path, models_dir: Path, dtypes: str = "fp32,q8,q4") -> Pat
     return cached(base, "tiny-export", build)
 
 
+def tiny_llama(base: Path, models_dir: Path) -> Path:
+    """The tiny random Llama, built once per test session into ``base/tiny-llama``."""
+    return cached(base, "tiny-llama", lambda p: build_tiny_llama(p, models_dir))
+
+
+def tiny_fp32_export(base: Path, models_dir: Path) -> Path:
+    """The tiny Llama's fp32 ONNX export (parity checked over 4 steps) into ``base/tiny-export-fp32``."""
+    from llmspace.export.onnx_export import export_onnx
+
+    src = tiny_llama(base, models_dir)
+
+    def build(target: Path) -> None:
+        settings = Settings.load(env={}, home=base / "home-fp32")
+        export_onnx(str(src), target, "fp32", settings=settings, parity_steps=4, progress=lambda m: None)
+
+    return cached(base, "tiny-export-fp32", build)
+
+
 def embedding_export(base: Path, models_dir: Path) -> Path:
     from llmspace.export.embedding import export_embedding
 

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from export_helpers import build_tiny_llama, cached
+from export_helpers import tiny_fp32_export, tiny_llama
 from server_helpers import serve
 
 from llmspace.config import Settings
@@ -31,20 +31,12 @@ WAIT_S = 60
 
 @pytest.fixture(scope="module")
 def tiny_src(tmp_path_factory, shared_models_dir):
-    return cached(tmp_path_factory.getbasetemp(), "tiny-llama", lambda p: build_tiny_llama(p, shared_models_dir))
+    return tiny_llama(tmp_path_factory.getbasetemp(), shared_models_dir)
 
 
 @pytest.fixture(scope="module")
-def fp32_export(tmp_path_factory, tiny_src):
-    from llmspace.export.onnx_export import export_onnx
-
-    base = tmp_path_factory.getbasetemp()
-
-    def build(target):
-        settings = Settings.load(env={}, home=base / "home-fp32")
-        export_onnx(str(tiny_src), target, "fp32", settings=settings, parity_steps=4, progress=lambda m: None)
-
-    return cached(base, "tiny-export-fp32", build)
+def fp32_export(tmp_path_factory, shared_models_dir):
+    return tiny_fp32_export(tmp_path_factory.getbasetemp(), shared_models_dir)
 
 
 def _torch(tiny_src, **settings):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Iterable, Iterator
 
 from llmspace.engine.base import Delta, GenerationParams, Message, Usage
@@ -140,6 +142,29 @@ def stream_deltas(token_ids: Iterable[int], prompt_len: int, tokenizer, eos_ids:
     if queue_s is not None:
         timings["queue_s"] = round(queue_s, 4)
     yield Delta("", finish_reason=finish, usage=Usage(prompt_tokens=prompt_len, completion_tokens=n), timings=timings)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file's object, or {} when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def eos_ids(tok, *declared) -> set[int]:
+    """Token ids that end an answer: the tokenizer's eos, each declared ``eos_token_id`` (an int or a list)
+    and ``<|im_end|>`` where the vocabulary has it (ChatML models such as SmolLM2)."""
+    ids: set[int] = set()
+    for v in (tok.eos_token_id, *declared):
+        if isinstance(v, int):
+            ids.add(v)
+        elif isinstance(v, (list, tuple)):
+            ids.update(int(x) for x in v)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tok.unk_token_id:
+        ids.add(im_end)
+    return ids
 
 
 class LocalEngine:

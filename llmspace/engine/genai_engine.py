@@ -25,7 +25,7 @@ from typing import Callable
 
 from llmspace.config import Settings
 from llmspace.engine.base import GenerationParams, Message
-from llmspace.engine.common import LocalEngine
+from llmspace.engine.common import LocalEngine, eos_ids, read_json
 from llmspace.errors import LLMSpaceError, ModelLoadError, ModelNotFoundError
 
 log = logging.getLogger("llmspace.engine")
@@ -145,7 +145,7 @@ class GenaiEngine(LocalEngine):
                 raise ModelNotFoundError(
                     f"No genai model for {self.model_id!r} (looked for {genai_export_dir(self.settings, self.model_id)}). "
                     "Build it once (no network): `llmspace export genai`.")
-            meta = _read_json(folder / META_FILE)
+            meta = read_json(folder / META_FILE)
             config = og.Config(str(folder))
             if self.settings.threads:
                 config.overlay(json.dumps({"model": {"decoder": {"session_options": {
@@ -161,10 +161,10 @@ class GenaiEngine(LocalEngine):
             tok = AutoTokenizer.from_pretrained(str(tok_dir))
             if tok.chat_template is None:
                 raise ModelLoadError(f"The tokenizer in {tok_dir} has no chat template.")
-            genai_config = _read_json(folder / "genai_config.json").get("model", {})
-            self.context_window = int(_read_json(tok_dir / "config.json").get("max_position_embeddings")
+            genai_config = read_json(folder / "genai_config.json").get("model", {})
+            self.context_window = int(read_json(tok_dir / "config.json").get("max_position_embeddings")
                                       or genai_config.get("context_length") or 2048)
-            self._eos_ids = _eos_ids(tok, genai_config)
+            self._eos_ids = eos_ids(tok, genai_config.get("eos_token_id"))
             self._tok, self._model, self.folder = tok, model, folder
             self.load_seconds = time.perf_counter() - t0
         return self
@@ -203,23 +203,3 @@ class GenaiEngine(LocalEngine):
         finally:
             seq.close()
         return out
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _eos_ids(tok, genai_model_config: dict) -> set[int]:
-    ids: set[int] = set()
-    for v in (tok.eos_token_id, genai_model_config.get("eos_token_id")):
-        if isinstance(v, int):
-            ids.add(v)
-        elif isinstance(v, (list, tuple)):
-            ids.update(int(x) for x in v)
-    im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tok.unk_token_id:
-        ids.add(im_end)
-    return ids

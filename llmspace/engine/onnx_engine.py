@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 from llmspace.config import Settings
 from llmspace.engine.base import Message
-from llmspace.engine.common import LocalEngine
+from llmspace.engine.common import LocalEngine, eos_ids, read_json
 from llmspace.errors import ModelLoadError, ModelNotFoundError
 from llmspace.export.layout import DTYPE_FILES
 
@@ -169,9 +169,9 @@ class OnnxEngine(LocalEngine):
                 raise ModelLoadError(f"The export {folder} has no chat template in tokenizer_config.json; "
                                      "re-export it with `llmspace export onnx`.")
             config = json.loads((folder / "config.json").read_text())
-            gen = _read_json(folder / "generation_config.json")
+            gen = read_json(folder / "generation_config.json")
             self.context_window = int(config.get("max_position_embeddings") or 2048)
-            self._eos_ids = _eos_ids(tok, gen, config)
+            self._eos_ids = eos_ids(tok, gen.get("eos_token_id"), config.get("eos_token_id"))
             self._tok, self.folder, self.dtype = tok, folder, dtype
             self._model = OrtCausalLM(folder / "onnx" / DTYPE_FILES[dtype], threads=self.settings.threads)
             self.load_seconds = time.perf_counter() - t0
@@ -242,23 +242,3 @@ class OrtBatchOps:
         import numpy as np
 
         return [(np.ascontiguousarray(k[rows, :, start:]), np.ascontiguousarray(v[rows, :, start:])) for k, v in cache]
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _eos_ids(tok, gen: dict, config: dict) -> set[int]:
-    ids: set[int] = set()
-    for v in (tok.eos_token_id, gen.get("eos_token_id"), config.get("eos_token_id")):
-        if isinstance(v, int):
-            ids.add(v)
-        elif isinstance(v, (list, tuple)):
-            ids.update(int(x) for x in v)
-    im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tok.unk_token_id:
-        ids.add(im_end)
-    return ids

@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llmspace.engine.base import GenerationParams
@@ -150,7 +150,6 @@ class SchedulerStats:
     max_batch: int = 0
     mean_request_s: float = 0.0
     errors: int = 0
-    batch_sizes: dict = field(default_factory=dict)  # batch size -> steps at that size
 
 
 class Scheduler:
@@ -305,7 +304,6 @@ class Scheduler:
         b = len(active)
         self.stats.steps += 1
         self.stats.max_batch = max(self.stats.max_batch, b)
-        self.stats.batch_sizes[b] = self.stats.batch_sizes.get(b, 0) + 1
         mask = np.concatenate([self._mask, np.ones((b, 1), dtype=np.int64)], axis=1)
         logits, cache = self.ops.decode([r.last for r in active], self._cache, mask, [r.position for r in active])
         self._cache, self._mask = cache, mask

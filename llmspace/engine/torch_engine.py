@@ -18,7 +18,7 @@ import threading
 import time
 
 from llmspace.config import Settings
-from llmspace.engine.common import LocalEngine
+from llmspace.engine.common import LocalEngine, eos_ids
 from llmspace.errors import ModelLoadError
 
 
@@ -67,7 +67,7 @@ class TorchEngine(LocalEngine):
             self.context_window = (spec.context_window if spec else None) or int(
                 getattr(model.config, "max_position_embeddings", 2048))
             self._tok, self._device = tok, device
-            self._eos_ids = _eos_ids(tok, model)
+            self._eos_ids = eos_ids(tok, getattr(model.generation_config, "eos_token_id", None))
             # prefill needs the last position's logits only (a (prompt, vocab) float tensor otherwise)
             self._keep_last = ({"logits_to_keep": 1}
                                if "logits_to_keep" in inspect.signature(model.forward).parameters else {})
@@ -145,16 +145,3 @@ class TorchBatchOps:
 
         idx = torch.tensor(rows, device=self.device)
         return [(k.index_select(0, idx)[:, :, start:], v.index_select(0, idx)[:, :, start:]) for k, v in cache]
-
-
-def _eos_ids(tok, model) -> set[int]:
-    ids: set[int] = set()
-    for v in (tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
-        if isinstance(v, int):
-            ids.add(v)
-        elif isinstance(v, (list, tuple)):
-            ids.update(int(x) for x in v)
-    im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tok.unk_token_id:
-        ids.add(im_end)
-    return ids
